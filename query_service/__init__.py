@@ -1,0 +1,1 @@
+"""Projects events into PostgreSQL read models and serves chat history over HTTP."""

@@ -1,0 +1,1 @@
+"""Event contracts and neutral infrastructure shared by chatlog's services."""
