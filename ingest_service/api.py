@@ -1,30 +1,23 @@
-"""HTTP endpoints of the ingest service: thin, they parse, delegate and answer."""
+"""HTTP endpoints of the ingest service but the webhook (`webhook.py`): parse, delegate, answer."""
 
 import asyncio
-from typing import Annotated, Final
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
-from ingest_service.exceptions import (
-    BodyTooLargeError,
-    MissingIdempotencyKeyError,
-    UnauthorizedError,
-)
+from ingest_service.exceptions import MissingIdempotencyKeyError, UnauthorizedError
 from ingest_service.publisher import Published
-from ingest_service.schemas import Accepted, IgnoredUpdate, RecordMessageRequest
+from ingest_service.schemas import Accepted, RecordMessageRequest
 from ingest_service.service import IngestService
 from shared.auth import bearer_token, key_is_valid
 from shared.problems import problem
-from shared.telegram import Ignored
-
-SECRET_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 
 router = APIRouter()
 
 
-def get_service(request: Request) -> IngestService:
+async def get_service(request: Request) -> IngestService:
     """The process's ingest service, made in the lifespan."""
     service: IngestService = request.state.service
     return service
@@ -33,25 +26,12 @@ def get_service(request: Request) -> IngestService:
 ServiceDep = Annotated[IngestService, Depends(get_service)]
 
 
-def require_api_key(
+async def require_api_key(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     """Refuse a write without a valid `Authorization: Bearer <key>`."""
     if not key_is_valid(bearer_token(authorization), request.state.settings.api_keys):
         raise UnauthorizedError("a valid API key is required: Authorization: Bearer <key>")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing one over `limit` bytes without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLargeError(f"the body is over the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLargeError(f"the body is over the limit of {limit} bytes")
-    return bytes(body)
 
 
 def _json(payload: dict[str, object], status: int = 200) -> Response:
@@ -63,21 +43,6 @@ def _accepted(published: Published, status: int) -> Response:
         {"event_id": published.event_id, "seq": published.seq, "duplicate": published.duplicate},
         status,
     )
-
-
-@router.post(
-    "/telegram/{bot_id}/webhook",
-    summary="Telegram webhook (give this URL and the secret token to setWebhook)",
-    responses={200: {"model": Accepted | IgnoredUpdate}},
-)
-async def telegram_webhook(bot_id: str, request: Request, service: ServiceDep) -> Response:
-    """Store an Update; answers only after JetStream has acknowledged its event."""
-    service.check_webhook_secret(bot_id, request.headers.get(SECRET_HEADER))
-    body = await read_body(request, request.state.settings.max_body_bytes)
-    result = await service.accept_update(bot_id, body)
-    if isinstance(result, Ignored):
-        return _json({"ignored": result.reason})
-    return _accepted(result, 200)
 
 
 @router.post(

@@ -28,6 +28,13 @@ class BodyTooLargeError(IngestError):
     title = "Content Too Large"
 
 
+class ClientDisconnectedError(IngestError):
+    """Raised when the client disconnects before its body arrived (nothing is published)."""
+
+    status = 400
+    title = "Client disconnected"
+
+
 class InvalidJSONError(IngestError):
     """Raised for a body that is not JSON."""
 

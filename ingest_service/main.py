@@ -12,6 +12,7 @@ from ingest_service.api import router
 from ingest_service.config import IngestSettings
 from ingest_service.publisher import EventPublisher
 from ingest_service.service import IngestService
+from ingest_service.webhook import WebhookEndpoint
 from shared.problems import install_problem_handlers
 from shared.stream import ensure_stream
 
@@ -24,8 +25,11 @@ class State(TypedDict):
     check_stream: Callable[[], Awaitable[StreamInfo]]
 
 
-def create_app(settings: IngestSettings) -> FastAPI:
-    """The ingest HTTP app; it connects to NATS and ensures the stream when it starts."""
+def create_app(settings: IngestSettings) -> WebhookEndpoint:
+    """The ingest ASGI app: the webhook in front of the FastAPI app (`.app`) for the rest.
+
+    It connects to NATS and ensures the stream when it starts.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -67,9 +71,9 @@ def create_app(settings: IngestSettings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(router)
-    return app
+    return WebhookEndpoint(app)
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> WebhookEndpoint:
     """App factory for uvicorn: settings from `CHATLOG_*` variables."""
     return create_app(IngestSettings())

@@ -47,6 +47,7 @@ class IngestService:
 
     def __init__(self, settings: IngestSettings, publisher: EventPublisher) -> None:
         self._publisher = publisher
+        self.max_body_bytes = settings.max_body_bytes
         self._retry_after = str(settings.retry_after_seconds)
         self._secrets = {
             bot: secret.get_secret_value().encode()

@@ -28,15 +28,10 @@ class ProblemError(Exception):
         self.extensions: dict[str, object] = extensions
 
 
-def problem(
-    status: int,
-    detail: str | None = None,
-    *,
-    title: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    **extensions: object,
-) -> Response:
-    """A problem+json response; `title` defaults to the status phrase."""
+def problem_body(
+    status: int, detail: str | None = None, *, title: str | None = None, **extensions: object
+) -> bytes:
+    """The JSON body of a problem; `title` defaults to the status phrase."""
     body: dict[str, object] = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -45,8 +40,23 @@ def problem(
     if detail is not None:
         body["detail"] = detail
     body.update(extensions)
+    return orjson.dumps(body)
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: object,
+) -> Response:
+    """A problem+json response."""
     return Response(
-        orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON
+        problem_body(status, detail, title=title, **extensions),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
     )
 
 
