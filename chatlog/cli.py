@@ -1,5 +1,8 @@
 """The `chatlog` command: one subcommand per process of the system."""
 
+import json
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,4 +41,53 @@ def ingest(host: HostOption = None, port: PortOption = None, workers: WorkersOpt
         workers=workers or settings.ingest_workers,
         access_log=False,  # an access log costs ~40 % of the webhook's throughput
         log_level=settings.log_level.lower(),
+    )
+
+
+DataDirOption = Annotated[
+    Path | None, typer.Option(help="Data folder (default CHATLOG_DATA_DIR or ./.chatlog).")
+]
+
+
+def _data_dir(given: Path | None) -> Path:
+    return given or Path(os.environ.get("CHATLOG_DATA_DIR", ".chatlog"))
+
+
+@app.command()
+def dev(
+    data_dir: DataDirOption = None,
+    ingest_port: Annotated[int, typer.Option(envvar="CHATLOG_INGEST_PORT")] = 8000,
+    query_port: Annotated[int, typer.Option(envvar="CHATLOG_QUERY_PORT")] = 8001,
+) -> None:
+    """Run everything (NATS, PostgreSQL, migrate, ingest, query, projector) on this machine."""
+    from chatlog.dev import run_dev  # noqa: PLC0415 - needs the dev extra's servers
+
+    raise typer.Exit(run_dev(_data_dir(data_dir), ingest_port, query_port))
+
+
+@app.command()
+def demo(
+    ingest_url: Annotated[str, typer.Option(help="Base URL of the ingest service.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    bot: Annotated[str, typer.Option(help="Bot id to post as.")] = "devbot",
+    secret: Annotated[str | None, typer.Option(help="Webhook secret (default: dev's).")] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key (default: dev's).")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Post a sample chat history (three chats, edits, replies, media) to a running ingest."""
+    from chatlog.demo import post_demo  # noqa: PLC0415
+
+    secrets_file = _data_dir(data_dir) / "dev-secrets.json"
+    if secrets_file.exists():
+        found = json.loads(secrets_file.read_text(encoding="utf-8"))
+        secret = secret or found["webhook_secret"]
+        api_key = api_key or found["api_key"]
+    if secret is None:
+        raise typer.BadParameter("give --secret (no chatlog dev data folder found)")
+    last_seq = post_demo(ingest_url, bot, secret, api_key)
+    typer.echo(f"\nposted; the last event is seq {last_seq}. Read the chats back with:")
+    typer.echo(
+        f"  curl -s 'http://127.0.0.1:8001/v1/chats?bot_id={bot}&min_seq={last_seq}'"
+        f" -H 'Authorization: Bearer {api_key or '<key>'}'"
     )

@@ -68,6 +68,7 @@ class NatsServer:
              "-sd", str(self.data_dir / "jetstream")],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal's Ctrl-C is for our owner, who stops us in order
         )  # fmt: skip
         deadline = time.monotonic() + _READY_TIMEOUT
         while b"Server is ready" not in self.log_path.read_bytes()[offset:]:
@@ -105,7 +106,7 @@ class PostgresServer:
         """URL of the `postgres` database."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _run(self, tool: str, *args: str) -> None:
+    def _run(self, tool: str, *args: str, check: bool = True) -> int:
         done = subprocess.run(  # noqa: S603 - our own binary and arguments
             [str(_pg_bin() / tool), *args],
             check=False,
@@ -116,11 +117,13 @@ class PostgresServer:
             extra_groups=[] if self._user else None,
             cwd=self.data_dir,
             timeout=60,
+            start_new_session=True,  # the postmaster too: its owner stops it, not a Ctrl-C
         )
-        if done.returncode != 0:
+        if check and done.returncode != 0:
             output = (done.stdout + done.stderr).decode(errors="replace").strip()
             msg = f"{tool} failed ({done.returncode}): {output}"
             raise RuntimeError(msg)
+        return done.returncode
 
     def start(self) -> Self:
         """Initialise the data folder if new, then start the server and wait until it accepts."""
@@ -129,6 +132,9 @@ class PostgresServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             _open_for(self.data_dir, self._user)
             self._run("initdb", "-D", str(pgdata), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+        if (pgdata / "postmaster.pid").exists():
+            # A server left running by an owner that died: stop it, then start on our port.
+            self.stop()
         options = f"-h 127.0.0.1 -p {self.port} -k {pgdata} -c fsync=on"
         log = str(self.data_dir / "postgres.log")
         self._run("pg_ctl", "-D", str(pgdata), "-o", options, "-l", log, "-w", "-t", "60", "start")
@@ -137,7 +143,8 @@ class PostgresServer:
     def stop(self, *, immediate: bool = False) -> None:
         """Stop the server; `immediate` is a crash (no checkpoint, recovery on the next start)."""
         pgdata = self.data_dir / "pgdata"
-        if (pgdata / "postmaster.pid").exists():
+        running = self._run("pg_ctl", "-D", str(pgdata), "status", check=False) == 0
+        if running:
             mode = "immediate" if immediate else "fast"
             self._run("pg_ctl", "-D", str(pgdata), "-m", mode, "-w", "stop")
 
