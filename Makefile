@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test clean
+.PHONY: install run lint test clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The whole system on this machine: embedded NATS and PostgreSQL, migrations, ingest, query, projector.
+run: $(STAMP)
+	$(BIN)/chatlog dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
