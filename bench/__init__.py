@@ -1,0 +1,1 @@
+"""chatlog's benchmarks: `make bench` / `make bench-quick`."""

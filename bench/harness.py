@@ -1,0 +1,192 @@
+"""What every benchmark section needs: servers, processes, load, statistics."""
+
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+
+from chatlog.servers import NatsServer
+
+BENCH_DIR = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Servers:
+    """A pinned nats-server of the benchmark's own, and a fresh database on the machine's."""
+
+    nats_url: str
+    database_url: str
+
+
+@contextmanager
+def servers() -> Iterator[Servers]:
+    admin = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"chatlog_bench_{uuid.uuid4().hex[:8]}"
+    store = Path(tempfile.mkdtemp(prefix="chatlog-bench-"))
+    nats_server = NatsServer(store / "nats").start()
+    asyncio.run(_sql(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield Servers(nats_server.url, admin.rsplit("/", 1)[0] + f"/{name}")
+    finally:
+        nats_server.stop()
+        asyncio.run(_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        shutil.rmtree(store, ignore_errors=True)
+
+
+async def _sql(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+class PeakRSS:
+    """Samples the resident memory of a process tree in the background; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                root = psutil.Process(self.pid)
+                rss = max(
+                    [root.memory_info().rss]
+                    + [c.memory_info().rss for c in root.children(recursive=True)]
+                )
+            except psutil.Error:
+                continue
+            self.peak = max(self.peak, rss)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    rss: PeakRSS
+    log: Path
+
+    def stop(self) -> int:
+        """Stop (SIGINT, then SIGKILL) and return the peak RSS seen."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(2)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.rss.stop()
+
+
+def start(args: list[str], env: dict[str, str], name: str) -> Process:
+    log = Path(tempfile.mkstemp(prefix=f"chatlog-bench-{name}-", suffix=".log")[1])
+    popen = subprocess.Popen(
+        args,
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=BENCH_DIR.parent,
+    )
+    return Process(popen, PeakRSS(popen.pid), log)
+
+
+def wait_http(url: str, process: Process, timeout: float = 30, method: str = "GET") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"process exited: {process.log.read_text()[-2000:]}")
+        try:
+            httpx.request(method, url, timeout=1)
+        except httpx.TransportError:
+            time.sleep(0.1)
+        else:
+            return
+    raise RuntimeError(f"{url} did not answer: {process.log.read_text()[-2000:]}")
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, seconds: float, connections: int = 32, script: str = "webhook.lua") -> Load:
+    """Drive `url` with wrk from a separate process; latency percentiles from wrk itself."""
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(BENCH_DIR / script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\b", out, re.MULTILINE).groups()  # type: ignore[union-attr]
+        return float(value) * _UNITS[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    count = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        count += sum(int(g) for g in socket_errors.groups())
+    return Load(rps, pct("50"), pct("99"), count)
+
+
+@dataclass
+class Series:
+    """Repeated measurements of one thing; reported as medians."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, **figures: float) -> None:
+        for key, value in figures.items():
+            self.values.setdefault(key, []).append(value)
+
+    def median(self, key: str) -> float:
+        return statistics.median(self.values[key])
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install -y wrk (make bench installs it)")
