@@ -13,7 +13,7 @@ from pydantic import StrictInt, StrictStr, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from shared.errors import UpdateValidationError
-from shared.events import ChatInfo, EventSource, MessageData, MessageEdited, MessageReceived, Sender
+from shared.events import EventSource, MessageEdited, MessageReceived
 
 RECEIVED_KINDS: Final = ("message", "channel_post", "business_message")
 EDITED_KINDS: Final = ("edited_message", "edited_channel_post", "edited_business_message")
@@ -93,62 +93,72 @@ def map_update(
             [(".".join(str(p) for p in e["loc"]) or "<root>", e["msg"]) for e in exc.errors()]
         ) from exc
     assert isinstance(update, dict)  # noqa: S101 - validated just above; narrows for the type checker
-    recorded_at = recorded_at or datetime.now(UTC)
-    for update_kind in RECEIVED_KINDS:
+    for update_kind in (*RECEIVED_KINDS, *EDITED_KINDS):
         if update_kind in update:
-            data = message_data(update[update_kind], update_kind=update_kind, original=update)
-            return MessageReceived(
-                event_id=telegram_event_id(bot_id, update["update_id"]),
-                occurred_at=data.sent_at,
-                recorded_at=recorded_at,
-                bot_id=bot_id,
-                source=EventSource.TELEGRAM,
-                data=data,
-            )
-    for update_kind in EDITED_KINDS:
-        if update_kind in update:
-            data = message_data(update[update_kind], update_kind=update_kind, original=update)
-            return MessageEdited(
-                event_id=telegram_event_id(bot_id, update["update_id"]),
-                occurred_at=data.edited_at or data.sent_at,
-                recorded_at=recorded_at,
-                bot_id=bot_id,
-                source=EventSource.TELEGRAM,
-                data=data,
-            )
+            return _event(bot_id, update, update_kind, recorded_at or datetime.now(UTC))
     kinds = [key for key in update if key != "update_id"]
     if not kinds:
         return Ignored("the update carries no content")
     return Ignored(f"updates of kind {kinds[0]!r} are not stored")
 
 
-def message_data(
+def _event(
+    bot_id: str, update: dict[str, Any], update_kind: str, recorded_at: datetime
+) -> MessageReceived | MessageEdited:
+    data = message_fields(update[update_kind], update_kind=update_kind, original=update)
+    edited = update_kind in EDITED_KINDS
+    model = MessageEdited if edited else MessageReceived
+    try:
+        # One validation of the whole event: the hot path builds no intermediate models.
+        return model.model_validate(
+            {
+                "event_id": telegram_event_id(bot_id, update["update_id"]),
+                "occurred_at": (data["edited_at"] or data["sent_at"])
+                if edited
+                else data["sent_at"],
+                "recorded_at": recorded_at,
+                "bot_id": bot_id,
+                "source": EventSource.TELEGRAM,
+                "data": data,
+            }
+        )
+    except ValidationError as exc:
+        # A field of the right name but the wrong type (`"text": 5`): still the client's error.
+        raise UpdateValidationError(
+            [
+                (f"{update_kind} ({'.'.join(str(p) for p in e['loc'][1:])})", e["msg"])
+                for e in exc.errors()
+            ]
+        ) from exc
+
+
+def message_fields(
     message: dict[str, Any], *, update_kind: str | None, original: dict[str, Any] | None
-) -> MessageData:
-    """The normalized fields of a Telegram Message (already checked for chat, id and date)."""
+) -> dict[str, Any]:
+    """The fields of `MessageData` for a Telegram Message, unvalidated."""
     chat = message["chat"]
     reply = message.get("reply_to_message")
     edit_date = message.get("edit_date")
-    return MessageData(
-        chat=ChatInfo(
-            id=chat["id"],
-            type=chat["type"],
-            title=chat.get("title") or _full_name(chat),
-            username=chat.get("username"),
-        ),
-        message_id=message["message_id"],
-        thread_id=message.get("message_thread_id"),
-        sender=_sender(message),
-        sent_at=datetime.fromtimestamp(message["date"], UTC),
-        edited_at=datetime.fromtimestamp(edit_date, UTC) if isinstance(edit_date, int) else None,
-        kind=content_kind(message),
-        text=message.get("text", message.get("caption")),
-        reply_to_message_id=reply.get("message_id") if isinstance(reply, dict) else None,
-        entities=message.get("entities", message.get("caption_entities")) or [],
-        update_kind=update_kind,
-        business_connection_id=message.get("business_connection_id"),
-        original=original,
-    )
+    return {
+        "chat": {
+            "id": chat["id"],
+            "type": chat["type"],
+            "title": chat.get("title") or _full_name(chat),
+            "username": chat.get("username"),
+        },
+        "message_id": message["message_id"],
+        "thread_id": message.get("message_thread_id"),
+        "sender": _sender(message),
+        "sent_at": datetime.fromtimestamp(message["date"], UTC),
+        "edited_at": datetime.fromtimestamp(edit_date, UTC) if isinstance(edit_date, int) else None,
+        "kind": content_kind(message),
+        "text": message.get("text", message.get("caption")),
+        "reply_to_message_id": reply.get("message_id") if isinstance(reply, dict) else None,
+        "entities": message.get("entities", message.get("caption_entities")) or [],
+        "update_kind": update_kind,
+        "business_connection_id": message.get("business_connection_id"),
+        "original": original,
+    }
 
 
 def content_kind(message: dict[str, Any]) -> str:
@@ -162,7 +172,7 @@ def content_kind(message: dict[str, Any]) -> str:
     return UNKNOWN_KIND
 
 
-def _sender(message: dict[str, Any]) -> Sender | None:
+def _sender(message: dict[str, Any]) -> dict[str, Any] | None:
     # An anonymous admin or a channel speaks as a chat: `sender_chat` is the truth then, and
     # `from` is a placeholder bot (GroupAnonymousBot, Channel_Bot).
     who = message.get("sender_chat") or message.get("from")
@@ -171,12 +181,12 @@ def _sender(message: dict[str, Any]) -> Sender | None:
             who = message["chat"]
         else:
             return None
-    return Sender(
-        id=who.get("id"),
-        name=who.get("title") or _full_name(who),
-        username=who.get("username"),
-        is_bot=bool(who.get("is_bot", False)),
-    )
+    return {
+        "id": who.get("id"),
+        "name": who.get("title") or _full_name(who),
+        "username": who.get("username"),
+        "is_bot": bool(who.get("is_bot", False)),
+    }
 
 
 def _full_name(who: dict[str, Any]) -> str | None:

@@ -141,6 +141,13 @@ class TestBadInput:
             (b"[1, 2]", "<root>"),
             (b'{"message": {}}', "update_id"),
             (b'{"update_id": 5, "message": {"message_id": 1, "date": 1}}', "message.chat"),
+            (
+                (
+                    b'{"update_id": 5, "message": {"message_id": 1, "date": 1, "text": [1],'
+                    b' "chat": {"id": 1, "type": "private"}}}'
+                ),
+                "message (data.text)",
+            ),
         ],
     )
     async def test_not_an_update(self, client: httpx.AsyncClient, js: JetStreamContext,

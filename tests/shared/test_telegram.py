@@ -237,6 +237,21 @@ class TestMalformed:
         assert field in [f for f, _ in info.value.problems]
         assert field in str(info.value)
 
+    @pytest.mark.parametrize(
+        ("message_changes", "field"),
+        [
+            ({"text": 5}, "message (data.text)"),
+            ({"from": {"id": "abc", "first_name": "A"}}, "message (data.sender.id)"),
+            ({"entities": "bold"}, "message (data.entities)"),
+        ],
+    )
+    def test_wrong_types_name_the_field(self, message_changes: dict[str, Any], field: str) -> None:
+        update = load("message_private_text")
+        update["message"].update(message_changes)
+        with pytest.raises(UpdateValidationError) as info:
+            map_update("b", update)
+        assert field in [f for f, _ in info.value.problems]
+
     @pytest.mark.parametrize("update", [[], "update", 42, None])
     def test_not_an_object(self, update: object) -> None:
         with pytest.raises(UpdateValidationError):
