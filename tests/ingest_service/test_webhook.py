@@ -146,7 +146,7 @@ class TestBadInput:
                     b'{"update_id": 5, "message": {"message_id": 1, "date": 1, "text": [1],'
                     b' "chat": {"id": 1, "type": "private"}}}'
                 ),
-                "message (data.text)",
+                "message (text)",
             ),
         ],
     )

@@ -240,9 +240,9 @@ class TestMalformed:
     @pytest.mark.parametrize(
         ("message_changes", "field"),
         [
-            ({"text": 5}, "message (data.text)"),
-            ({"from": {"id": "abc", "first_name": "A"}}, "message (data.sender.id)"),
-            ({"entities": "bold"}, "message (data.entities)"),
+            ({"text": 5}, "message (text)"),
+            ({"from": {"id": "abc", "first_name": "A"}}, "message (sender.id)"),
+            ({"entities": "bold"}, "message (entities)"),
         ],
     )
     def test_wrong_types_name_the_field(self, message_changes: dict[str, Any], field: str) -> None:
