@@ -70,6 +70,9 @@ def demo(
     ingest_url: Annotated[str, typer.Option(help="Base URL of the ingest service.")] = (
         "http://127.0.0.1:8000"
     ),
+    query_url: Annotated[str, typer.Option(help="Base URL of the query API (for the hint).")] = (
+        "http://127.0.0.1:8001"
+    ),
     bot: Annotated[str, typer.Option(help="Bot id to post as.")] = "devbot",
     secret: Annotated[str | None, typer.Option(help="Webhook secret (default: dev's).")] = None,
     api_key: Annotated[str | None, typer.Option(help="API key (default: dev's).")] = None,
@@ -88,6 +91,6 @@ def demo(
     last_seq = post_demo(ingest_url, bot, secret, api_key)
     typer.echo(f"\nposted; the last event is seq {last_seq}. Read the chats back with:")
     typer.echo(
-        f"  curl -s 'http://127.0.0.1:8001/v1/chats?bot_id={bot}&min_seq={last_seq}'"
+        f"  curl -s '{query_url}/v1/chats?bot_id={bot}&min_seq={last_seq}'"
         f" -H 'Authorization: Bearer {api_key or '<key>'}'"
     )

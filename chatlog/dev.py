@@ -19,6 +19,7 @@ from types import FrameType
 from typing import IO, Final
 
 import asyncpg
+import httpx
 
 from chatlog.servers import NatsServer, PostgresServer
 
@@ -80,7 +81,9 @@ class Supervisor:
 
     def run(self, name: str, *args: str) -> int:
         """Run `chatlog <args>` to completion."""
-        return self.start(name, *args).wait()
+        code = self.start(name, *args).wait()
+        del self.children[name]
+        return code
 
     def first_exit(self) -> tuple[str, int] | None:
         """A child that has exited, if any."""
@@ -118,6 +121,25 @@ async def _ensure_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
+def _wait_ready(urls: list[str], supervisor: Supervisor, timeout: float = 60) -> bool:
+    """Wait until every URL answers 200, or a child dies, or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    waiting = list(urls)
+    while waiting:
+        exited = supervisor.first_exit()
+        if exited is not None or time.monotonic() > deadline:
+            supervisor.say("dev", f"not ready: {exited or waiting}; stopping")
+            return False
+        try:
+            if httpx.get(waiting[0], timeout=1).status_code == httpx.codes.OK:
+                waiting.pop(0)
+                continue
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return True
+
+
 def _banner(ingest: str, query: str, found: DevSecrets, embedded: str) -> str:
     sample = json.dumps({
         "update_id": int(time.time()),
@@ -133,9 +155,9 @@ chatlog dev is running ({embedded}).
   webhook: {ingest}/telegram/{DEV_BOT}/webhook  secret: {found.webhook_secret}
   (dev keeps nats-server's default fsync interval: fast, not crash-proof; see README)
 
-Post a sample update, then read it back (min_seq waits until the projector has it):
-  curl -s {ingest}/telegram/{DEV_BOT}/webhook -H 'X-Telegram-Bot-Api-Secret-Token: {found.webhook_secret}' -H 'Content-Type: application/json' -d '{sample}'
-  curl -s '{query}/v1/bots/{DEV_BOT}/chats/1001/messages?min_seq=1' -H 'Authorization: Bearer {found.api_key}'
+Post a sample update, then read it back (min_seq: the read waits until the projector has it):
+  SEQ=$(curl -s {ingest}/telegram/{DEV_BOT}/webhook -H 'X-Telegram-Bot-Api-Secret-Token: {found.webhook_secret}' -H 'Content-Type: application/json' -d '{sample}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])'); echo "stored at seq $SEQ"
+  curl -s "{query}/v1/bots/{DEV_BOT}/chats/1001/messages?min_seq=$SEQ" -H 'Authorization: Bearer {found.api_key}'
 Fill it with a sample history:  chatlog demo
 Stop with Ctrl-C.
 """  # noqa: E501
@@ -182,6 +204,8 @@ def run_dev(data_dir: Path, ingest_port: int, query_port: int) -> int:
         supervisor.start("query", "query")
         supervisor.start("project", "project")
         ingest_url, query_url = f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{query_port}"
+        if not _wait_ready([f"{ingest_url}/readyz", f"{query_url}/readyz"], supervisor):
+            return 1
         banner = _banner(ingest_url, query_url, found, ", ".join(embedded) or "your servers")
         for line in banner.strip("\n").splitlines():
             supervisor.say("dev", line)

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import IO, Self
 
@@ -151,7 +152,9 @@ class PostgresServer:
 
 def _pg_bin() -> Path:
     try:
-        from pgserver._commands import POSTGRES_BIN_PATH  # noqa: PLC0415 - dev-only dependency
+        with warnings.catch_warnings():  # pgserver warns about XDG_RUNTIME_DIR at import
+            warnings.simplefilter("ignore")
+            from pgserver._commands import POSTGRES_BIN_PATH  # noqa: PLC0415 - dev-only dependency
     except ImportError as exc:
         msg = "PostgreSQL binaries not found: install the dev extra (pip install -e '.[dev]')"
         raise RuntimeError(msg) from exc
