@@ -66,7 +66,7 @@ def dev(
 
 
 @app.command()
-def demo(
+def demo(  # noqa: PLR0917 - typer options
     ingest_url: Annotated[str, typer.Option(help="Base URL of the ingest service.")] = (
         "http://127.0.0.1:8000"
     ),
