@@ -37,14 +37,14 @@ class Chat(Base):
     info_seq: Mapped[int] = mapped_column(BigInteger)
     """Stream sequence of that event, breaking ties between events of one message."""
     message_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    first_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    first_message_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_message_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_message_id: Mapped[int] = mapped_column(BigInteger)
     last_message_preview: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        Index("ix_chats_activity", last_message_at.desc(), bot_id, chat_id),
-        Index("ix_chats_bot_activity", bot_id, last_message_at.desc(), chat_id),
+        Index("ix_chats_activity", last_message_at.desc(), bot_id.desc(), chat_id.desc()),
+        Index("ix_chats_bot_activity", bot_id, last_message_at.desc(), chat_id.desc()),
     )
 
 

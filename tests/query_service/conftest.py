@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NatsClient
@@ -16,6 +17,8 @@ from nats.js.api import PubAck
 
 from query_service.config import QuerySettings
 from query_service.db import migrate_async
+from query_service.main import create_app
+from query_service.projections import project_events
 from query_service.projector import Projector
 from query_service.subscribers import consume, subscribe
 from shared.codec import encode_event
@@ -192,3 +195,34 @@ async def stream(js: JetStreamContext, query_settings: QuerySettings) -> JetStre
     """JetStream with this test's stream created, for tests that publish before projecting."""
     await ensure_stream(js, query_settings)
     return js
+
+
+@pytest_asyncio.fixture
+async def client(query_settings: QuerySettings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the query app, its lifespan running, authorised with the test key."""
+    app = create_app(query_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://query",
+            headers={"Authorization": "Bearer test-key"},
+        ) as http:
+            yield http
+
+
+async def project_directly(
+    conn: asyncpg.Connection, events: list[Any], name: str = "read_models", chunk: int = 1000
+) -> int:
+    """Apply events numbered 1.. straight through the projection function; the checkpoint."""
+    pairs = list(enumerate(events, 1))
+    for start in range(0, len(pairs), chunk):
+        async with conn.transaction():
+            await project_events(conn, pairs[start : start + chunk])
+    await conn.execute(
+        "INSERT INTO projection_checkpoints (name, seq) VALUES ($1, $2)"
+        " ON CONFLICT (name) DO UPDATE SET seq = GREATEST(projection_checkpoints.seq, $2)",
+        name,
+        len(pairs),
+    )
+    return len(pairs)

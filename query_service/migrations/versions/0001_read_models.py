@@ -30,21 +30,21 @@ def upgrade() -> None:
         sa.Column("info_message_id", sa.BigInteger(), nullable=False),
         sa.Column("info_seq", sa.BigInteger(), nullable=False),
         sa.Column("message_count", sa.BigInteger(), nullable=False, server_default="0"),
-        sa.Column("first_message_at", _TZ, nullable=True),
-        sa.Column("last_message_at", _TZ, nullable=True),
-        sa.Column("last_message_id", sa.BigInteger(), nullable=True),
+        sa.Column("first_message_at", _TZ, nullable=False),
+        sa.Column("last_message_at", _TZ, nullable=False),
+        sa.Column("last_message_id", sa.BigInteger(), nullable=False),
         sa.Column("last_message_preview", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("bot_id", "chat_id", name=op.f("pk_chats")),
     )
     op.create_index(
         "ix_chats_activity",
         "chats",
-        [sa.text("last_message_at DESC"), "bot_id", "chat_id"],
+        [sa.text("last_message_at DESC"), sa.text("bot_id DESC"), sa.text("chat_id DESC")],
     )
     op.create_index(
         "ix_chats_bot_activity",
         "chats",
-        ["bot_id", sa.text("last_message_at DESC"), "chat_id"],
+        ["bot_id", sa.text("last_message_at DESC"), sa.text("chat_id DESC")],
     )
     op.create_table(
         "messages",
