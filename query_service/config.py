@@ -28,6 +28,8 @@ class QuerySettings(ChatlogSettings):
     """Seconds the server waits for an ack before redelivering (kept alive while retrying)."""
     projector_retry_max_backoff: Annotated[float, Field(gt=0)] = 5.0
     """Longest pause between retries of a batch that failed transiently."""
+    projector_standby_poll: Annotated[float, Field(gt=0)] = 2.0
+    """Seconds between tries of a standby projector instance to take over the projection."""
     projector_park_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     """Attempts at applying one event alone before it is parked."""
     consistency_max_wait: Annotated[float, Field(ge=0, le=60)] = 10.0

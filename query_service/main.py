@@ -13,7 +13,7 @@ from query_service.checkpoints import CheckpointWatcher
 from query_service.config import QuerySettings
 from query_service.db import create_engine
 from query_service.projector import Projector
-from query_service.subscribers import consume, subscribe
+from query_service.subscribers import consume, gap_check, subscribe
 from shared.problems import install_problem_handlers
 
 _log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ async def run_projector(settings: QuerySettings) -> None:
         settings.projection_name,
         park_attempts=settings.projector_park_attempts,
         retry_max_backoff=settings.projector_retry_max_backoff,
+        gap_is_empty=gap_check(client.jetstream(), settings.stream),
     )
     try:
         subscription = await subscribe(client.jetstream(), settings)

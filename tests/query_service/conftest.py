@@ -20,7 +20,7 @@ from query_service.db import migrate_async
 from query_service.main import create_app
 from query_service.projections import project_events
 from query_service.projector import Projector
-from query_service.subscribers import consume, subscribe
+from query_service.subscribers import consume, gap_check, subscribe
 from shared.codec import encode_event
 from shared.config import ChatlogSettings
 from shared.events import ChatInfo, MessageData, MessageEdited, MessageReceived, Sender
@@ -125,6 +125,7 @@ def query_settings(settings: ChatlogSettings, database: str) -> QuerySettings:
         projector_fetch_timeout=0.5,
         projector_ack_wait=2.0,
         projector_retry_max_backoff=0.2,
+        projector_standby_poll=0.2,
         api_keys=["test-key"],
     )
 
@@ -146,6 +147,7 @@ async def running_projector(
         settings.asyncpg_dsn,
         settings.projection_name,
         retry_max_backoff=settings.projector_retry_max_backoff,
+        gap_is_empty=gap_check(nats_client.jetstream(), settings.stream),
     )
     subscription = await subscribe(nats_client.jetstream(), settings)
     task = asyncio.create_task(consume(subscription, projector, settings))
