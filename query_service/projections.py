@@ -12,8 +12,8 @@ number of times:
   edit's until the message arrives;
 - a chat's identity comes from its event with the greatest (message id, sequence);
 - `message_count` grows only by rows actually inserted, so it counts distinct messages;
-- first/last message time are the minimum/maximum `sent_at`; the preview is the current text of
-  the message with the greatest id.
+- first/last message time are the minimum/maximum `sent_at` of its events; the preview is the
+  current text of the message with the greatest id.
 """
 
 from collections.abc import Sequence
@@ -85,11 +85,11 @@ WITH m_in AS (
             ELSE m.original END,
         received_seq = LEAST(m.received_seq, excluded.received_seq)
     WHERE {_NEWER} OR {_EARLIER_RECEIVED}
-    RETURNING m.bot_id, m.chat_id, m.message_id, m.sent_at, m.kind, m.text, (m.xmax = 0) AS inserted
+    RETURNING m.bot_id, m.chat_id, m.message_id, m.kind, m.text, (m.xmax = 0) AS inserted
 ), touched AS (
     SELECT bot_id, chat_id,
         count(*) FILTER (WHERE inserted) AS inserted,
-        min(sent_at) AS first_at, max(sent_at) AS last_at, max(message_id) AS last_id,
+        max(message_id) AS last_id,
         (array_agg(COALESCE(left(text, {PREVIEW_CHARS}), '[' || kind || ']')
             ORDER BY message_id DESC))[1] AS preview
     FROM m_in GROUP BY bot_id, chat_id
@@ -97,10 +97,12 @@ WITH m_in AS (
 INSERT INTO chats (bot_id, chat_id, {", ".join(_CHAT_INFO)}, message_count,
     first_message_at, last_message_at, last_message_id, last_message_preview)
 SELECT i.bot_id, i.chat_id, {", ".join(f"i.{c}" for c in _CHAT_INFO)}, COALESCE(t.inserted, 0),
-    t.first_at, t.last_at, t.last_id, t.preview
+    i.first_at, i.last_at, i.last_id,
+    CASE WHEN t.last_id = i.last_id THEN t.preview END
 FROM unnest(${_N + 1}::text[], ${_N + 2}::bigint[], ${_N + 3}::text[], ${_N + 4}::text[],
-        ${_N + 5}::text[], ${_N + 6}::bigint[], ${_N + 7}::bigint[])
-    AS i(bot_id, chat_id, {", ".join(_CHAT_INFO)})
+        ${_N + 5}::text[], ${_N + 6}::bigint[], ${_N + 7}::bigint[], ${_N + 8}::timestamptz[],
+        ${_N + 9}::timestamptz[], ${_N + 10}::bigint[])
+    AS i(bot_id, chat_id, {", ".join(_CHAT_INFO)}, first_at, last_at, last_id)
 LEFT JOIN touched t USING (bot_id, chat_id)
 ON CONFLICT (bot_id, chat_id) DO UPDATE SET
     {_SET_INFO},
@@ -108,8 +110,9 @@ ON CONFLICT (bot_id, chat_id) DO UPDATE SET
     first_message_at = LEAST(chats.first_message_at, excluded.first_message_at),
     last_message_at = GREATEST(chats.last_message_at, excluded.last_message_at),
     last_message_preview = CASE
-        WHEN chats.last_message_id IS NULL OR excluded.last_message_id >= chats.last_message_id
-        THEN COALESCE(excluded.last_message_preview, chats.last_message_preview)
+        WHEN excluded.last_message_preview IS NOT NULL
+            AND excluded.last_message_id >= chats.last_message_id
+        THEN excluded.last_message_preview
         ELSE chats.last_message_preview END,
     last_message_id = GREATEST(chats.last_message_id, excluded.last_message_id)
 """  # noqa: S608 - built from the constants above, no input
@@ -122,52 +125,82 @@ class _MessageRow:
     received: SeqEvent | None
 
 
+@dataclass(slots=True)
+class _ChatRow:
+    info_key: tuple[int, int]
+    info: ChatInfo
+    first_at: datetime
+    last_at: datetime
+
+
 def reduce_batch(events: Sequence[SeqEvent]) -> tuple[list[list[object]], list[list[object]]]:
-    """Column arrays of `APPLY_SQL`: messages (one row per message) then chat identities.
+    """Column arrays of `APPLY_SQL`: messages (one row per message) then chats (one per chat).
 
     Several events of one batch may touch one row; merging them here with the same rules as the
     SQL lets one statement write the whole batch.
     """
     rows: dict[tuple[str, int, int], _MessageRow] = {}
-    chats: dict[tuple[str, int], tuple[tuple[int, int], ChatInfo]] = {}
+    chats: dict[tuple[str, int], _ChatRow] = {}
     for seq, event in events:
-        data = event.data
-        key = (event.bot_id, data.chat.id, data.message_id)
-        version = (data.edited_at or _NEVER, seq)
-        received = (seq, event) if isinstance(event, MessageReceived) else None
-        row = rows.get(key)
-        if row is None:
-            rows[key] = _MessageRow(version, event, received)
-        else:
-            if version > row.version:
-                row.version, row.event = version, event
-            if received is not None and (row.received is None or seq < row.received[0]):
-                row.received = received
-        info_key = (data.message_id, seq)
-        chat = chats.get(key[:2])
-        if chat is None or info_key > chat[0]:
-            chats[key[:2]] = (info_key, data.chat)
+        _merge_message(rows, seq, event)
+        _merge_chat(chats, seq, event)
     message_columns: list[list[object]] = [[] for _ in range(_N)]
-    for (bot_id, chat_id, message_id), row in rows.items():
-        data = row.event.data
-        sender = data.sender
-        original = row.received[1].data.original if row.received else data.original
-        values = (
-            bot_id, chat_id, message_id, data.thread_id,
-            sender.id if sender else None, sender.name if sender else None,
-            sender.username if sender else None, sender.is_bot if sender else False,
-            data.sent_at, data.edited_at, data.kind, data.text, data.reply_to_message_id,
-            None if original is None else orjson.dumps(original).decode(),
-            row.version[1], row.received[0] if row.received else None,
-        )  # fmt: skip
-        for column, value in zip(message_columns, values, strict=True):
+    for key, row in rows.items():
+        for column, value in zip(message_columns, _message_values(key, row), strict=True):
             column.append(value)
-    chat_columns: list[list[object]] = [[] for _ in range(7)]
-    for (bot_id, chat_id), ((message_id, seq), info) in chats.items():
-        identity = (bot_id, chat_id, info.type, info.title, info.username, message_id, seq)
-        for column, value in zip(chat_columns, identity, strict=True):
+    chat_columns: list[list[object]] = [[] for _ in range(10)]
+    for (bot_id, chat_id), chat in chats.items():
+        info, (message_id, seq) = chat.info, chat.info_key
+        summary = (
+            bot_id, chat_id, info.type, info.title, info.username, message_id, seq,
+            chat.first_at, chat.last_at, message_id,
+        )  # fmt: skip
+        for column, value in zip(chat_columns, summary, strict=True):
             column.append(value)
     return message_columns, chat_columns
+
+
+def _merge_message(rows: dict[tuple[str, int, int], _MessageRow], seq: int, event: Event) -> None:
+    data = event.data
+    key = (event.bot_id, data.chat.id, data.message_id)
+    version = (data.edited_at or _NEVER, seq)
+    received = (seq, event) if isinstance(event, MessageReceived) else None
+    row = rows.get(key)
+    if row is None:
+        rows[key] = _MessageRow(version, event, received)
+        return
+    if version > row.version:
+        row.version, row.event = version, event
+    if received is not None and (row.received is None or seq < row.received[0]):
+        row.received = received
+
+
+def _merge_chat(chats: dict[tuple[str, int], _ChatRow], seq: int, event: Event) -> None:
+    data = event.data
+    key = (event.bot_id, data.chat.id)
+    info_key = (data.message_id, seq)
+    chat = chats.get(key)
+    if chat is None:
+        chats[key] = _ChatRow(info_key, data.chat, data.sent_at, data.sent_at)
+        return
+    if info_key > chat.info_key:
+        chat.info_key, chat.info = info_key, data.chat
+    chat.first_at = min(chat.first_at, data.sent_at)
+    chat.last_at = max(chat.last_at, data.sent_at)
+
+
+def _message_values(key: tuple[str, int, int], row: _MessageRow) -> tuple[object, ...]:
+    data = row.event.data
+    sender = data.sender
+    original = row.received[1].data.original if row.received else data.original
+    return (
+        *key, data.thread_id,
+        sender.id if sender else None, sender.name if sender else None,
+        sender.username if sender else None, sender.is_bot if sender else False,
+        data.sent_at, data.edited_at, data.kind, data.text, data.reply_to_message_id,
+        None if original is None else orjson.dumps(original).decode(),
+        row.version[1], row.received[0] if row.received else None,
+    )  # fmt: skip
 
 
 async def project_events(conn: asyncpg.Connection, events: Sequence[SeqEvent]) -> None:
