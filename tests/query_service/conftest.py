@@ -155,11 +155,12 @@ async def running_projector(
         yield projector
     finally:
         task.cancel()
+        # Bounded, so that a stuck shutdown fails the test instead of hanging the session.
         with contextlib.suppress(asyncio.CancelledError, BaseException):
-            await task
+            await asyncio.wait_for(task, 10)
         with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
-        await projector.close()
+            await asyncio.wait_for(subscription.unsubscribe(), 5)
+        await asyncio.wait_for(projector.close(), 5)
 
 
 async def checkpoint(conn: asyncpg.Connection, name: str = "read_models") -> int:
