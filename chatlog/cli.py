@@ -1,14 +1,18 @@
 """The `chatlog` command: one subcommand per process of the system."""
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
 
-from ingest_service.config import IngestSettings
+if TYPE_CHECKING:
+    from query_service.config import QuerySettings
 
 app = typer.Typer(
     name="chatlog",
@@ -32,6 +36,8 @@ def main() -> None:
 @app.command()
 def ingest(host: HostOption = None, port: PortOption = None, workers: WorkersOption = None) -> None:
     """Serve Telegram webhooks and the write API; every accepted write is in JetStream."""
+    from ingest_service.config import IngestSettings  # noqa: PLC0415 - load a service only when run
+
     settings = IngestSettings()
     uvicorn.run(
         "ingest_service.main:app_from_environment",
@@ -93,4 +99,49 @@ def demo(  # noqa: PLR0917 - typer options
     typer.echo(
         f"  curl -s '{query_url}/v1/chats?bot_id={bot}&min_seq={last_seq}'"
         f" -H 'Authorization: Bearer {api_key or '<key>'}'"
+    )
+
+
+def _query_settings() -> "QuerySettings":
+    from query_service.config import QuerySettings  # noqa: PLC0415 - load a service only when run
+
+    settings = QuerySettings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the read-model schema in CHATLOG_DATABASE_URL to the latest version."""
+    from query_service.db import migrate as upgrade  # noqa: PLC0415
+
+    settings = _query_settings()
+    upgrade(settings.database_url)
+    typer.echo("read-model schema is up to date")
+
+
+@app.command()
+def project() -> None:
+    """Run the projector: apply the event stream to the read models, in batches."""
+    from query_service.main import run_projector  # noqa: PLC0415
+
+    settings = _query_settings()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_projector(settings))
+
+
+@app.command()
+def query() -> None:
+    """Serve the chat-history HTTP API on CHATLOG_QUERY_PORT."""
+    from query_service.main import create_app  # noqa: PLC0415
+
+    settings = _query_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.query_host,
+        port=settings.query_port,
+        access_log=False,
+        log_level=settings.log_level.lower(),
     )

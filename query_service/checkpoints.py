@@ -1,0 +1,112 @@
+"""Waiting for the checkpoint: LISTEN on a held connection, with polling as the fallback.
+
+The projector NOTIFYs `<projection>:<checkpoint>` in the transaction of every batch, so the
+notification arrives only once the batch is visible. A reader with `min_seq` waits here until the
+checkpoint reaches it; if the listening connection is down, the wait polls the database instead.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import asyncpg
+
+from query_service.projector import NOTIFY_CHANNEL
+
+_RECONNECT_PAUSE: Final = 1.0
+
+_log = logging.getLogger(__name__)
+
+
+class CheckpointWatcher:
+    """The latest checkpoint of one projection, as announced by the projector."""
+
+    def __init__(
+        self,
+        dsn: str,
+        name: str,
+        poll: Callable[[], Awaitable[int]],
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.dsn = dsn
+        self.name = name
+        self.poll = poll
+        """Reads the checkpoint from the database: the fallback when no notification comes."""
+        self.poll_interval = poll_interval
+        self.seq = 0
+        """The highest checkpoint seen so far (it never moves backwards)."""
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start listening in the background."""
+        self._task = asyncio.create_task(self._listen_forever())
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def advance(self, seq: int) -> None:
+        """Record a checkpoint and wake the waiters if it moved forward."""
+        if seq > self.seq:
+            self.seq = seq
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
+
+    async def wait_for(self, min_seq: int, patience: float) -> int:
+        """Wait until the checkpoint is at least `min_seq`, at most `patience` seconds.
+
+        Returns the checkpoint then (below `min_seq` when the time ran out).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        if self.seq < min_seq:
+            self.advance(await self._poll())
+        while self.seq < min_seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), min(remaining, self.poll_interval))
+            except TimeoutError:
+                self.advance(await self._poll())
+        return self.seq
+
+    async def _poll(self) -> int:
+        try:
+            return await self.poll()
+        except (OSError, asyncpg.PostgresError) as exc:
+            _log.warning("cannot read the checkpoint: %r", exc)
+            return self.seq
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        name, _, seq = str(payload).rpartition(":")
+        if name == self.name and seq.isdigit():
+            self.advance(int(seq))
+
+    async def _listen_forever(self) -> None:
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                _log.warning("cannot listen for checkpoints, polling meanwhile: %r", exc)
+                await asyncio.sleep(_RECONNECT_PAUSE)
+                continue
+            closed = asyncio.Event()
+            conn.add_termination_listener(lambda _, closed=closed: closed.set())
+            try:
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self.advance(await self.poll())
+                await closed.wait()
+            except (OSError, asyncpg.PostgresError) as exc:
+                _log.warning("checkpoint listener lost: %r", exc)
+            finally:
+                conn.terminate()
+            await asyncio.sleep(_RECONNECT_PAUSE)

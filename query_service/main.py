@@ -1,0 +1,88 @@
+"""Composition root of the query service: the HTTP app and the projector, wired from settings."""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import nats
+from fastapi import FastAPI
+from nats.aio.client import Client as NatsClient
+
+from query_service import api, repository
+from query_service.checkpoints import CheckpointWatcher
+from query_service.config import QuerySettings
+from query_service.db import create_engine
+from query_service.projector import Projector
+from query_service.subscribers import consume, gap_check, subscribe
+from shared.problems import install_problem_handlers
+
+_log = logging.getLogger(__name__)
+
+
+async def connect_nats(settings: QuerySettings, *, required: bool) -> NatsClient | None:
+    """A NATS connection that reconnects for ever; None if unreachable and not `required`."""
+    try:
+        return await nats.connect(
+            servers=settings.nats_servers,
+            connect_timeout=2,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+        )
+    except (OSError, TimeoutError, nats.errors.Error):
+        if required:
+            raise
+        _log.warning("NATS unreachable: the API serves reads without the stream's state")
+        return None
+
+
+def create_app(settings: QuerySettings) -> FastAPI:
+    """The query API, with a lifespan that owns its engine, watcher and NATS connection."""
+    source = api.CheckpointSource()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+
+        async def poll() -> int:
+            async with engine.connect() as conn:
+                return await repository.read_checkpoint(conn, settings.projection_name)
+
+        watcher = CheckpointWatcher(settings.asyncpg_dsn, settings.projection_name, poll)
+        watcher.start()
+        source.watcher = watcher
+        client = await connect_nats(settings, required=False)
+        app.state.query = api.QueryState(settings, engine, watcher, client)
+        try:
+            yield
+        finally:
+            await watcher.stop()
+            if client is not None:
+                await client.close()
+            await engine.dispose()
+
+    app = FastAPI(title="chatlog query", version="1", lifespan=lifespan)
+    install_problem_handlers(app)
+    app.include_router(api.router)
+    app.include_router(api.health)
+    app.add_middleware(api.SeqHeaderMiddleware, watcher=source)
+    return app
+
+
+async def run_projector(settings: QuerySettings) -> None:
+    """Run the projector until cancelled."""
+    client = await connect_nats(settings, required=True)
+    assert client is not None  # noqa: S101 - required=True raises instead
+    projector = Projector(
+        settings.asyncpg_dsn,
+        settings.projection_name,
+        park_attempts=settings.projector_park_attempts,
+        retry_max_backoff=settings.projector_retry_max_backoff,
+        gap_is_empty=gap_check(client.jetstream(), settings.stream),
+    )
+    try:
+        subscription = await subscribe(client.jetstream(), settings)
+        _log.info("projecting %s into %s", settings.stream, settings.projection_name)
+        await consume(subscription, projector, settings)
+    finally:
+        await projector.close()
+        await client.close()

@@ -1,0 +1,302 @@
+"""The projector's unit of work: one batch, one transaction with the checkpoint, then a signal.
+
+`Projector.apply` is called with a batch the subscriber fetched and acks after it returns. It
+decodes the events, then in one transaction: locks the checkpoint row, skips events at or below it
+(redeliveries of a committed batch), applies the rest set-based, parks what cannot be applied,
+raises the checkpoint (never lowers it), counts unknown events, and NOTIFYs the new checkpoint.
+A transient failure (PostgreSQL down, a lost connection, a serialization error) rolls back and the
+same batch is retried in place, with backoff, until it commits: nothing after it is ever applied
+first, so the checkpoint stays a low-water mark.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+import orjson
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
+
+from query_service.projections import SeqEvent, project_events
+from shared.codec import decode_event
+from shared.errors import MalformedEventError, UnknownEventError
+
+NOTIFY_CHANNEL: Final = "chatlog_checkpoint"
+"""PostgreSQL channel on which every commit announces `<projection name>:<checkpoint>`."""
+
+POISON_ERRORS: Final = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    ValueError,
+    OverflowError,
+)
+"""Errors that belong to the data of an event, not to the database's state: isolate and park."""
+
+_LOCK_SQL: Final = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+
+_log = logging.getLogger(__name__)
+
+
+class NotLeaderError(Exception):
+    """Raised when another instance holds the projection's lock: this one must stand by."""
+
+
+GapCheck = Callable[[int, int], Awaitable[bool]]
+"""Whether the stream holds no event from the first sequence up to (excluding) the second."""
+
+
+async def _no_gap_is_empty(_first: int, _end: int) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One message of the stream, as fetched: its sequence, subject, headers and body."""
+
+    seq: int
+    subject: str
+    headers: Mapping[str, str] | None
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Parked:
+    item: StreamEvent
+    reason: str
+    attempts: int
+
+
+class Projector:
+    """Applies batches to the read models on one held PostgreSQL connection."""
+
+    def __init__(
+        self,
+        dsn: str,
+        name: str,
+        *,
+        park_attempts: int = 3,
+        retry_max_backoff: float = 5.0,
+        connect_timeout: float = 5.0,
+        gap_is_empty: GapCheck | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.gap_is_empty: GapCheck = gap_is_empty or _no_gap_is_empty
+        self.name = name
+        self.park_attempts = park_attempts
+        self.retry_max_backoff = retry_max_backoff
+        self.connect_timeout = connect_timeout
+        self._conn: asyncpg.Connection | None = None
+
+    async def _connection(self) -> asyncpg.Connection:
+        """The held connection, which holds the projection's lock; made (and locked) if needed.
+
+        Raises:
+            NotLeaderError: another instance holds the lock.
+        """
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        self._conn = None
+        conn = await asyncpg.connect(self.dsn, timeout=self.connect_timeout)
+        try:
+            await self._lock(conn)
+            await conn.execute(
+                "INSERT INTO projection_checkpoints (name, seq) VALUES ($1, 0)"
+                " ON CONFLICT (name) DO NOTHING",
+                self.name,
+            )
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn = conn
+        return conn
+
+    async def _lock(self, conn: asyncpg.Connection) -> None:
+        if not await conn.fetchval(_LOCK_SQL, f"chatlog-projection:{self.name}"):
+            raise NotLeaderError(f"another instance projects {self.name}")
+
+    async def wait_until_leader(self, poll: float) -> None:
+        """Return once this instance holds the projection's lock (at once if it does).
+
+        One instance projects at a time: with two fetching, the server would split the window
+        of unacknowledged events between them and neither could advance the checkpoint far.
+        """
+        while True:
+            try:
+                await self._connection()
+            except NotLeaderError:
+                await asyncio.sleep(poll)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                _log.warning("database unreachable, waiting: %r", exc)
+                await asyncio.sleep(poll)
+            else:
+                return
+
+    async def close(self) -> None:
+        """Close the held connection."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close(timeout=2)
+
+    async def apply(self, batch: Sequence[StreamEvent]) -> int:
+        """Apply `batch`, retrying transient failures forever; the new checkpoint.
+
+        Only the part of the batch that continues the checkpoint without a hole is applied: an
+        event after a hole (its predecessors fetched by another instance, or not yet redelivered)
+        is left for later, unacked, so the checkpoint never covers an unapplied event. The caller
+        acks exactly the events at or below the returned checkpoint.
+        """
+        events, unknown, parked = decode_batch(batch)
+        seqs = sorted(item.seq for item in batch)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_transient),
+            wait=wait_exponential_jitter(multiplier=0.05, max=self.retry_max_backoff),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._apply_once(seqs, events, unknown, parked)
+        raise AssertionError  # pragma: no cover - tenacity without a stop never gets here
+
+    async def _covered_top(self, checkpoint: int, seqs: list[int]) -> int:
+        """The highest sequence up to which `seqs` continue `checkpoint` without a hole.
+
+        A hole is acceptable only where the stream holds no event (deleted, purged).
+        """
+        top = checkpoint
+        for seq in seqs:
+            if seq <= top:
+                continue
+            if seq > top + 1 and not await self.gap_is_empty(top + 1, seq):
+                break
+            top = seq
+        return top
+
+    def _before_retry(self, state: object) -> None:
+        outcome = getattr(state, "outcome", None)
+        error = outcome.exception() if outcome is not None else None
+        _log.warning("batch failed, retrying in place: %r", error)
+        if self._conn is not None and isinstance(error, OSError | TimeoutError):
+            self._conn.terminate()  # its state is unknown: start afresh (and lock again)
+            self._conn = None
+
+    async def _apply_once(
+        self,
+        seqs: list[int],
+        events: list[tuple[StreamEvent, SeqEvent]],
+        unknown: list[StreamEvent],
+        parked: list[_Parked],
+    ) -> int:
+        conn = await self._connection()
+        async with conn.transaction():
+            # The row lock orders the transactions of concurrent instances.
+            checkpoint: int = await conn.fetchval(
+                "SELECT seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE", self.name
+            )
+            top = await self._covered_top(checkpoint, seqs)
+            if top == checkpoint:
+                return checkpoint  # already committed (a redelivery), or after a hole
+
+            def due(seq: int) -> bool:
+                return checkpoint < seq <= top
+
+            to_park = [p for p in parked if due(p.item.seq)]
+            to_park += await self._project_isolating(
+                conn, [pair for pair in events if due(pair[0].seq)]
+            )
+            if to_park:
+                await _park(conn, to_park)
+            unknown_count = sum(1 for item in unknown if due(item.seq))
+            return await advance_checkpoint(conn, self.name, top, unknown_count)
+
+    async def _project_isolating(
+        self, conn: asyncpg.Connection, pairs: list[tuple[StreamEvent, SeqEvent]]
+    ) -> list[_Parked]:
+        """Apply `pairs` in a savepoint; on a data error, halve until the poison is alone."""
+        if not pairs:
+            return []
+        try:
+            async with conn.transaction():
+                await project_events(conn, [event for _, event in pairs])
+        except POISON_ERRORS as exc:
+            if len(pairs) > 1:
+                middle = len(pairs) // 2
+                first = await self._project_isolating(conn, pairs[:middle])
+                return first + await self._project_isolating(conn, pairs[middle:])
+            return await self._retry_alone(conn, pairs[0], exc)
+        return []
+
+    async def _retry_alone(
+        self, conn: asyncpg.Connection, pair: tuple[StreamEvent, SeqEvent], error: Exception
+    ) -> list[_Parked]:
+        for _ in range(self.park_attempts - 1):
+            try:
+                async with conn.transaction():
+                    await project_events(conn, [pair[1]])
+            except POISON_ERRORS as exc:
+                error = exc
+            else:
+                return []
+        _log.error("parking event %d: %s", pair[0].seq, error)
+        return [_Parked(pair[0], f"{type(error).__name__}: {error}", self.park_attempts)]
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether to retry a batch in place: any failure but losing the lead (and cancellation)."""
+    return isinstance(error, Exception) and not isinstance(error, NotLeaderError)
+
+
+def decode_batch(
+    batch: Sequence[StreamEvent],
+) -> tuple[list[tuple[StreamEvent, SeqEvent]], list[StreamEvent], list[_Parked]]:
+    """Decode a batch: (events, unknown ones to count and skip, malformed ones to park).
+
+    Decoding is deterministic, so a malformed event is parked on its first attempt.
+    """
+    events: list[tuple[StreamEvent, SeqEvent]] = []
+    unknown: list[StreamEvent] = []
+    parked: list[_Parked] = []
+    for item in batch:
+        try:
+            events.append((item, (item.seq, decode_event(item.body, item.headers))))
+        except UnknownEventError as exc:
+            _log.info("skipping unknown event %d: %s", item.seq, exc)
+            unknown.append(item)
+        except MalformedEventError as exc:
+            _log.error("parking malformed event %d: %s", item.seq, exc)
+            parked.append(_Parked(item, f"MalformedEventError: {exc}", 1))
+    return events, unknown, parked
+
+
+async def advance_checkpoint(conn: asyncpg.Connection, name: str, top: int, unknown: int) -> int:
+    """Raise the checkpoint to `top` (never lower it), count unknown events, NOTIFY; the new one.
+
+    Runs inside the batch's transaction: the notification is delivered only on commit.
+    """
+    new: int = await conn.fetchval(
+        "UPDATE projection_checkpoints SET seq = GREATEST(seq, $2),"
+        " unknown_count = unknown_count + $3, updated_at = now()"
+        " WHERE name = $1 RETURNING seq",
+        name,
+        top,
+        unknown,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{name}:{new}")
+    return new
+
+
+async def _park(conn: asyncpg.Connection, parked: list[_Parked]) -> None:
+    await conn.execute(
+        "INSERT INTO parked_events (seq, subject, headers, body, reason, attempts)"
+        " SELECT s, subj, h::jsonb, b, r, a"
+        " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int[])"
+        " AS p(s, subj, h, b, r, a) ON CONFLICT (seq) DO NOTHING",
+        [p.item.seq for p in parked],
+        [p.item.subject for p in parked],
+        [orjson.dumps(dict(p.item.headers or {})).decode() for p in parked],
+        [p.item.body for p in parked],
+        [p.reason.replace("\x00", "\\0") for p in parked],
+        [p.attempts for p in parked],
+    )
