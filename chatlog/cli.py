@@ -4,12 +4,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
+
+from chatlog.config import DevSettings
 
 if TYPE_CHECKING:
     from query_service.config import QuerySettings
@@ -56,7 +57,7 @@ DataDirOption = Annotated[
 
 
 def _data_dir(given: Path | None) -> Path:
-    return given or Path(os.environ.get("CHATLOG_DATA_DIR", ".chatlog"))
+    return given or DevSettings().data_dir
 
 
 @app.command()
