@@ -2,7 +2,7 @@
 
 import re
 from datetime import timedelta
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, SecretStr, StringConstraints, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,8 +43,13 @@ class ChatlogSettings(BaseSettings):
     """Age past which events expire; 0 keeps them for ever (the stream is the source of truth)."""
     api_keys: list[SecretStr] = Field(default_factory=list)
     """API keys accepted as `Authorization: Bearer <key>` (JSON list); none refuses the API."""
-    log_level: str = "INFO"
-    """Log level of every process."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Log level of every process (any case)."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("subject_prefix")
     @classmethod

@@ -41,3 +41,14 @@ def test_bad_subject_prefix(prefix: str) -> None:
 def test_bad_stream_name(stream: str) -> None:
     with pytest.raises(ValidationError, match="stream"):
         ChatlogSettings(_env_file=None, stream=stream)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(("given", "level"), [("warning", "WARNING"), ("Debug", "DEBUG")])
+def test_log_level_any_case(given: str, level: str) -> None:
+    settings = ChatlogSettings(_env_file=None, log_level=given)  # type: ignore[call-arg]
+    assert settings.log_level == level
+
+
+def test_unknown_log_level() -> None:
+    with pytest.raises(ValidationError, match="log_level"):
+        ChatlogSettings(_env_file=None, log_level="chatty")  # type: ignore[call-arg]
