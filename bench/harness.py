@@ -140,23 +140,20 @@ class Load:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, seconds: float, connections: int = 32, script: str = "webhook.lua") -> Load:
+def wrk(
+    url: str,
+    seconds: float,
+    connections: int = 32,
+    script: str | None = "webhook.lua",
+    headers: dict[str, str] | None = None,
+) -> Load:
     """Drive `url` with wrk from a separate process; latency percentiles from wrk itself."""
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(BENCH_DIR / script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        args += ["-s", str(BENCH_DIR / script)]
+    for name, value in (headers or {}).items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:

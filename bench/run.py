@@ -12,7 +12,7 @@ import time
 
 import psutil
 
-from bench import ingest
+from bench import ingest, query
 from bench.harness import ensure_wrk, servers
 
 
@@ -20,6 +20,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a quick look")
     parser.add_argument("--runs", type=int, default=3, help="repetitions (medians are reported)")
+    parser.add_argument(
+        "--only", choices=["ingest", "query"], action="append", help="run these sections only"
+    )
     args = parser.parse_args()
     ensure_wrk()
     seconds = 2 if args.quick else 10
@@ -34,19 +37,27 @@ def main() -> None:
         "quick": args.quick,
         "runs": args.runs,
     }
+    sections = args.only or ["ingest", "query"]
     with servers() as found:
-        results["ingest"] = ingest.run(found, runs=args.runs, seconds=seconds)
+        if "ingest" in sections:
+            results["ingest"] = ingest.run(found, runs=args.runs, seconds=seconds)
+        if "query" in sections:
+            size = 100_000 if args.quick else 1_000_000
+            results["query"] = query.run(found, messages=size, runs=args.runs, seconds=seconds)
     results["seconds"] = round(time.time() - started, 1)
     print()
-    title = f"ingest (median of {args.runs})"
-    print(f"{title:<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'RSS MB':>9}")
-    for name, figures in results["ingest"]["medians"].items():  # type: ignore[index]
-        print(
-            f"{name:<28}{figures['rps']:>10,.0f}{figures['p50']:>9.1f}{figures['p99']:>9.1f}{figures['rss_mb']:>9.0f}"
-        )
-    for name, ratio in results["ingest"]["ratios"].items():  # type: ignore[index]
-        print(f"  {name}: {ratio:.2f}")
+    for section in sections:
+        _table(f"{section} (median of {args.runs})", results[section])  # type: ignore[arg-type]
     print(json.dumps(results))
+
+
+def _table(title: str, section: dict[str, dict[str, dict[str, float]]]) -> None:
+    print(f"{title:<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, figures in section["medians"].items():
+        print(f"{name:<28}{figures['rps']:>10,.0f}{figures['p50']:>9.1f}{figures['p99']:>9.1f}")
+    for name, ratio in section["ratios"].items():
+        print(f"  {name}: {ratio:.2f}")
+    print()
 
 
 if __name__ == "__main__":

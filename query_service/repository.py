@@ -10,6 +10,9 @@ from query_service.models import Chat, ChatMessage, ParkedEvent, ProjectionCheck
 
 _messages = ChatMessage.__table__
 _chats = Chat.__table__
+# What the API shows of a message: never `original` (a whole Telegram update, as jsonb, that
+# asyncpg would decode for every row) nor the projection's bookkeeping.
+_shown = [c for c in _messages.c if c.name not in {"original", "seq", "received_seq"}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,7 @@ async def list_messages(
     ]
     if thread_id is not None:
         where.append(_messages.c.thread_id == thread_id)
-    query = select(_messages).where(*where)
+    query = select(*_shown).where(*where)
     if after is not None:
         query = query.where(_messages.c.message_id > after).order_by(_messages.c.message_id)
     else:
@@ -109,7 +112,7 @@ async def get_message(
     conn: AsyncConnection, bot_id: str, chat_id: int, message_id: int
 ) -> Row[tuple[object, ...]] | None:
     """One message's row, or None."""
-    query = select(_messages).where(
+    query = select(*_shown).where(
         _messages.c.bot_id == bot_id,
         _messages.c.chat_id == chat_id,
         _messages.c.message_id == message_id,
