@@ -14,7 +14,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     """An async engine on `url` (`postgresql://...`; the asyncpg driver is added)."""
-    return create_async_engine(to_asyncpg_url(url), pool_size=pool_size, pool_pre_ping=True)
+    return create_async_engine(to_asyncpg_url(url), pool_size=pool_size, pool_pre_ping=False)
 
 
 def alembic_config(url: str) -> Config:

@@ -247,3 +247,43 @@ class TestHoles:
         finally:
             await first.close()
             await second.close()
+
+
+@pytest.mark.fault
+class TestQueryApiWhilePostgresRestarts:
+    async def test_503_while_down_then_serves_again(
+        self, query_settings: QuerySettings, private_postgres: PostgresServer
+    ) -> None:
+        """Reads answer 503 (problem+json) while PostgreSQL is down, and recover by themselves
+        once it is back: at most one failed read per restart, no stale connection kept."""
+        import httpx  # noqa: PLC0415
+
+        from query_service.main import create_app  # noqa: PLC0415
+
+        admin = await asyncpg.connect(private_postgres.url)
+        await admin.execute("CREATE DATABASE chatlog")
+        await admin.close()
+        url = database_url_for(private_postgres.url, "chatlog")
+        await migrate_async(url)
+        settings = query_settings.model_copy(update={"database_url": url})
+        pg = await asyncpg.connect(settings.asyncpg_dsn)
+        await pg.execute("INSERT INTO projection_checkpoints (name, seq) VALUES ('read_models', 7)")
+        await pg.close()
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://q",
+                headers={"Authorization": "Bearer test-key"},
+            ) as http:  # fmt: skip
+                assert (await http.get("/v1/chats")).status_code == 200
+                await asyncio.to_thread(private_postgres.stop)
+                down = await http.get("/v1/chats")
+                assert down.status_code == 503
+                assert down.headers["content-type"] == "application/problem+json"
+                assert (await http.get("/readyz")).status_code == 503
+                await asyncio.to_thread(private_postgres.start)
+                answers = [(await http.get("/v1/chats")).status_code for _ in range(6)]
+                assert answers.count(503) <= 1, answers
+                assert answers[-1] == 200
+                assert (await http.get("/readyz")).status_code == 200
