@@ -87,6 +87,10 @@ async def snapshot(
             await conn.execution_options(isolation_level="REPEATABLE READ")
             async with conn.begin():
                 await conn.execute(text("SET TRANSACTION READ ONLY"))
+                # Locked before the snapshot is taken: a replay's swap (which locks this table
+                # first) then makes the read wait and see the new tables whole, never the new
+                # tables at a snapshot taken before they were filled (`query_service.shadow`).
+                await conn.execute(text("LOCK TABLE projection_checkpoints IN ACCESS SHARE MODE"))
                 seq = await repository.read_checkpoint(conn, state.settings.projection_name)
                 state.watcher.advance(seq)
                 request.state.chatlog_seq = seq
