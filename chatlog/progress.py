@@ -29,6 +29,7 @@ class EventProgress:
         self._started = time.monotonic()
         self._last_line = 0.0
         self._done = 0
+        self._printed = 0
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
@@ -57,7 +58,7 @@ class EventProgress:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif exc_type is None and self._done:
+        elif exc_type is None and self._done and self._done != self._printed:
             self._line(self._done, self._done)
 
     def __call__(self, done: int, total: int) -> None:
@@ -76,6 +77,7 @@ class EventProgress:
         return done / elapsed if elapsed > 0 else 0.0
 
     def _line(self, done: int, total: int) -> None:
+        self._printed = done
         rate = self._rate(done)
         left = f"{(total - done) / rate:,.0f} s" if rate > 0 else "?"
         print(  # noqa: T201 - the plain-line mode of a command-line progress bar
