@@ -146,3 +146,52 @@ def query() -> None:
         access_log=False,
         log_level=settings.log_level.lower(),
     )
+
+
+@app.command()
+def replay(
+    from_seq: Annotated[
+        int, typer.Option(min=1, help="Stream sequence to start from (default: the first).")
+    ] = 1,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="Rebuild and compare with the live models; swap nothing, exit 1 if they differ."
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Events per fetch and per transaction.")
+    ] = 4000,
+    progress: Annotated[
+        bool | None, typer.Option(help="Progress bar (default: on a terminal; else plain lines).")
+    ] = None,
+) -> None:
+    """Rebuild the read models from the stream in a shadow schema, then swap it in atomically."""
+    from chatlog.progress import EventProgress  # noqa: PLC0415
+    from query_service.replay import ReplayBusyError, run_replay  # noqa: PLC0415
+
+    settings = _query_settings()
+    bar = EventProgress("verifying" if verify else "replaying", terminal=progress)
+    try:
+        with bar:
+            result = asyncio.run(
+                run_replay(
+                    settings, verify=verify, batch_size=batch_size, from_seq=from_seq, progress=bar
+                )
+            )
+    except ReplayBusyError as exc:
+        typer.echo(f"chatlog replay: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"{result.events:,} events in {result.seconds:,.1f} s ({result.rate:,.0f} events/s),"
+        f" checkpoint {result.checkpoint}"
+    )
+    if not verify:
+        typer.echo("the rebuilt read models are live")
+        return
+    if result.differences:
+        typer.echo("the live read models differ from the replayed ones:")
+        for line in result.differences:
+            typer.echo(f"  {line}")
+        raise typer.Exit(1)
+    typer.echo("the live read models equal the replayed ones")

@@ -88,6 +88,10 @@ async def snapshot(
             # One statement, inside the transaction: a connection-level isolation option
             # would cost a round trip to set it and another to reset it on release.
             await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            # Locked before the snapshot is taken: a replay's swap (which locks this table
+            # first) then makes the read wait and see the new tables whole, never the new
+            # tables at a snapshot taken before they were filled (`query_service.shadow`).
+            await conn.execute(text("LOCK TABLE projection_checkpoints IN ACCESS SHARE MODE"))
             seq = await repository.read_checkpoint(conn, state.settings.projection_name)
             state.watcher.advance(seq)
             request.state.chatlog_seq = seq

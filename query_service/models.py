@@ -1,9 +1,24 @@
-"""The read models as SQLAlchemy tables: chats, messages, checkpoints and parked events."""
+"""The read models as SQLAlchemy tables: chats, messages, checkpoints and parked events.
+
+They match what the migrations create, server defaults included: `chatlog replay` creates its
+shadow tables from this metadata (a test compares both).
+"""
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, LargeBinary, MetaData, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+    false,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -36,7 +51,7 @@ class Chat(Base):
     """Message id of the event the identity was taken from (the greatest wins)."""
     info_seq: Mapped[int] = mapped_column(BigInteger)
     """Stream sequence of that event, breaking ties between events of one message."""
-    message_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    message_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     first_message_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_message_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_message_id: Mapped[int] = mapped_column(BigInteger)
@@ -60,7 +75,7 @@ class ChatMessage(Base):
     sender_id: Mapped[int | None] = mapped_column(BigInteger)
     sender_name: Mapped[str | None] = mapped_column(Text)
     sender_username: Mapped[str | None] = mapped_column(Text)
-    sender_is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    sender_is_bot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     kind: Mapped[str] = mapped_column(Text)
@@ -82,8 +97,8 @@ class ProjectionCheckpoint(Base):
     __tablename__ = "projection_checkpoints"
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, default=0)
-    unknown_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    unknown_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Events of a type or version this code does not know, counted and skipped."""
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -99,4 +114,4 @@ class ParkedEvent(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     reason: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer)
-    parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

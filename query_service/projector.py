@@ -36,6 +36,13 @@ POISON_ERRORS: Final = (
 
 _LOCK_SQL: Final = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
 
+REPLAY_SWAP_KEY: Final = 0x63686174_6C6F6773  # "chatlogs"
+"""Advisory lock key fencing batches against replay's swap of the read-model tables.
+
+Every batch transaction holds it shared; `chatlog replay` takes it exclusively for its swap, so
+no batch can be in flight on the tables it moves (see `query_service.replay`).
+"""
+
 _log = logging.getLogger(__name__)
 
 
@@ -62,7 +69,9 @@ class StreamEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class _Parked:
+class Parked:
+    """An event to park, with the reason and how many times it was tried."""
+
     item: StreamEvent
     reason: str
     attempts: int
@@ -187,10 +196,11 @@ class Projector:
         seqs: list[int],
         events: list[tuple[StreamEvent, SeqEvent]],
         unknown: list[StreamEvent],
-        parked: list[_Parked],
+        parked: list[Parked],
     ) -> int:
         conn = await self._connection()
         async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", REPLAY_SWAP_KEY)
             # The row lock orders the transactions of concurrent instances.
             checkpoint: int = await conn.fetchval(
                 "SELECT seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE", self.name
@@ -203,44 +213,52 @@ class Projector:
                 return checkpoint < seq <= top
 
             to_park = [p for p in parked if due(p.item.seq)]
-            to_park += await self._project_isolating(
-                conn, [pair for pair in events if due(pair[0].seq)]
+            to_park += await project_isolating(
+                conn, [pair for pair in events if due(pair[0].seq)], self.park_attempts
             )
             if to_park:
-                await _park(conn, to_park)
+                await park_events(conn, to_park)
             unknown_count = sum(1 for item in unknown if due(item.seq))
             return await advance_checkpoint(conn, self.name, top, unknown_count)
 
-    async def _project_isolating(
-        self, conn: asyncpg.Connection, pairs: list[tuple[StreamEvent, SeqEvent]]
-    ) -> list[_Parked]:
-        """Apply `pairs` in a savepoint; on a data error, halve until the poison is alone."""
-        if not pairs:
-            return []
+
+async def project_isolating(
+    conn: asyncpg.Connection, pairs: list[tuple[StreamEvent, SeqEvent]], park_attempts: int
+) -> list[Parked]:
+    """Apply `pairs` in a savepoint; on a data error, halve until the poison is alone.
+
+    Returns the events to park: those that failed `park_attempts` times alone.
+    """
+    if not pairs:
+        return []
+    try:
+        async with conn.transaction():
+            await project_events(conn, [event for _, event in pairs])
+    except POISON_ERRORS as exc:
+        if len(pairs) > 1:
+            middle = len(pairs) // 2
+            first = await project_isolating(conn, pairs[:middle], park_attempts)
+            return first + await project_isolating(conn, pairs[middle:], park_attempts)
+        return await _retry_alone(conn, pairs[0], exc, park_attempts)
+    return []
+
+
+async def _retry_alone(
+    conn: asyncpg.Connection,
+    pair: tuple[StreamEvent, SeqEvent],
+    error: Exception,
+    park_attempts: int,
+) -> list[Parked]:
+    for _ in range(park_attempts - 1):
         try:
             async with conn.transaction():
-                await project_events(conn, [event for _, event in pairs])
+                await project_events(conn, [pair[1]])
         except POISON_ERRORS as exc:
-            if len(pairs) > 1:
-                middle = len(pairs) // 2
-                first = await self._project_isolating(conn, pairs[:middle])
-                return first + await self._project_isolating(conn, pairs[middle:])
-            return await self._retry_alone(conn, pairs[0], exc)
-        return []
-
-    async def _retry_alone(
-        self, conn: asyncpg.Connection, pair: tuple[StreamEvent, SeqEvent], error: Exception
-    ) -> list[_Parked]:
-        for _ in range(self.park_attempts - 1):
-            try:
-                async with conn.transaction():
-                    await project_events(conn, [pair[1]])
-            except POISON_ERRORS as exc:
-                error = exc
-            else:
-                return []
-        _log.error("parking event %d: %s", pair[0].seq, error)
-        return [_Parked(pair[0], f"{type(error).__name__}: {error}", self.park_attempts)]
+            error = exc
+        else:
+            return []
+    _log.error("parking event %d: %s", pair[0].seq, error)
+    return [Parked(pair[0], f"{type(error).__name__}: {error}", park_attempts)]
 
 
 def _transient(error: BaseException) -> bool:
@@ -250,14 +268,14 @@ def _transient(error: BaseException) -> bool:
 
 def decode_batch(
     batch: Sequence[StreamEvent],
-) -> tuple[list[tuple[StreamEvent, SeqEvent]], list[StreamEvent], list[_Parked]]:
+) -> tuple[list[tuple[StreamEvent, SeqEvent]], list[StreamEvent], list[Parked]]:
     """Decode a batch: (events, unknown ones to count and skip, malformed ones to park).
 
     Decoding is deterministic, so a malformed event is parked on its first attempt.
     """
     events: list[tuple[StreamEvent, SeqEvent]] = []
     unknown: list[StreamEvent] = []
-    parked: list[_Parked] = []
+    parked: list[Parked] = []
     for item in batch:
         try:
             events.append((item, (item.seq, decode_event(item.body, item.headers))))
@@ -266,7 +284,7 @@ def decode_batch(
             unknown.append(item)
         except MalformedEventError as exc:
             _log.error("parking malformed event %d: %s", item.seq, exc)
-            parked.append(_Parked(item, f"MalformedEventError: {exc}", 1))
+            parked.append(Parked(item, f"MalformedEventError: {exc}", 1))
     return events, unknown, parked
 
 
@@ -287,7 +305,8 @@ async def advance_checkpoint(conn: asyncpg.Connection, name: str, top: int, unkn
     return new
 
 
-async def _park(conn: asyncpg.Connection, parked: list[_Parked]) -> None:
+async def park_events(conn: asyncpg.Connection, parked: list[Parked]) -> None:
+    """Keep events that cannot be applied in `parked_events`, with the reason (no commit)."""
     await conn.execute(
         "INSERT INTO parked_events (seq, subject, headers, body, reason, attempts)"
         " SELECT s, subj, h::jsonb, b, r, a"

@@ -7,6 +7,8 @@ test gets its own stream and subject prefix, and every session its own freshly c
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -27,6 +29,21 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "telegr
 """Real Telegram updates and exports, beside the repository (read-only)."""
 
 
+@contextlib.contextmanager
+def postgres_folder() -> Iterator[Path]:
+    """A folder for a PostgreSQL server's data, outside pytest's temporary tree.
+
+    As root, PostgreSQL runs as another user, who must traverse every parent folder; pytest keeps
+    its `pytest-of-<user>` folder at mode 0700 and resets it whenever any pytest session starts,
+    so a concurrent session would shut our server out of its own data.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="chatlog-test-pg-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def unique(prefix: str) -> str:
     """A name no other test or session uses."""
     return f"{prefix}{uuid.uuid4().hex[:12]}"
@@ -44,14 +61,15 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_admin_url() -> Iterator[str]:
     """A PostgreSQL server's maintenance database, where test databases are created and dropped."""
     if url := os.environ.get("CHATLOG_TEST_DATABASE_URL"):
         yield url
         return
-    server = PostgresServer(tmp_path_factory.mktemp("postgres")).start()
-    yield server.url
-    server.stop()
+    with postgres_folder() as folder:
+        server = PostgresServer(folder).start()
+        yield server.url
+        server.stop()
 
 
 def database_url_for(admin_url: str, name: str) -> str:
@@ -128,8 +146,9 @@ def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+def private_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test's own, which the test may stop and start again."""
-    server = PostgresServer(tmp_path / "private-postgres").start()
-    yield server
-    server.stop()
+    with postgres_folder() as folder:
+        server = PostgresServer(folder).start()
+        yield server
+        server.stop()

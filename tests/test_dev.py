@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from chatlog.servers import free_port
+from tests.conftest import postgres_folder
 
 CHATLOG = str(Path(sys.executable).parent / "chatlog")
 UPDATE = {
@@ -64,7 +65,12 @@ def stop(process: subprocess.Popen[str], folder: Path) -> None:
     assert not leftovers, leftovers
 
 
-def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
+def test_dev_runs_everything_and_keeps_data() -> None:
+    with postgres_folder() as folder:  # dev's embedded PostgreSQL lives under the folder
+        run_dev_twice(folder)
+
+
+def run_dev_twice(tmp_path: Path) -> None:
     ingest_port, query_port = free_port(), free_port()
     ingest, query = f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{query_port}"
     process = start_dev(tmp_path, ingest_port, query_port)
