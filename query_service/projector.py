@@ -7,9 +7,14 @@ raises the checkpoint (never lowers it), counts unknown events, and NOTIFYs the 
 A transient failure (PostgreSQL down, a lost connection, a serialization error) rolls back and the
 same batch is retried in place, with backoff, until it commits: nothing after it is ever applied
 first, so the checkpoint stays a low-water mark.
+
+Inside the transaction the batch is decoded and written in chunks, pipelined: while PostgreSQL
+runs the statement of one chunk, Python decodes the next (the two run on different cores). It is
+still one transaction per batch; the chunks only split the work, which commutativity allows.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +40,9 @@ POISON_ERRORS: Final = (
 """Errors that belong to the data of an event, not to the database's state: isolate and park."""
 
 _LOCK_SQL: Final = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+
+PIPELINE_CHUNK: Final = 125
+"""Events per statement in a batch's pipeline: 500 go in four overlapped steps."""
 
 _log = logging.getLogger(__name__)
 
@@ -147,7 +155,7 @@ class Projector:
         is left for later, unacked, so the checkpoint never covers an unapplied event. The caller
         acks exactly the events at or below the returned checkpoint.
         """
-        events, unknown, parked = decode_batch(batch)
+        decoded = _Decoded(batch)
         seqs = sorted(item.seq for item in batch)
         retrying = AsyncRetrying(
             retry=retry_if_exception(_transient),
@@ -157,7 +165,7 @@ class Projector:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._apply_once(seqs, events, unknown, parked)
+                return await self._apply_once(seqs, decoded)
         raise AssertionError  # pragma: no cover - tenacity without a stop never gets here
 
     async def _covered_top(self, checkpoint: int, seqs: list[int]) -> int:
@@ -182,13 +190,7 @@ class Projector:
             self._conn.terminate()  # its state is unknown: start afresh (and lock again)
             self._conn = None
 
-    async def _apply_once(
-        self,
-        seqs: list[int],
-        events: list[tuple[StreamEvent, SeqEvent]],
-        unknown: list[StreamEvent],
-        parked: list[_Parked],
-    ) -> int:
+    async def _apply_once(self, seqs: list[int], decoded: "_Decoded") -> int:
         conn = await self._connection()
         async with conn.transaction():
             # The row lock orders the transactions of concurrent instances.
@@ -202,14 +204,47 @@ class Projector:
             def due(seq: int) -> bool:
                 return checkpoint < seq <= top
 
-            to_park = [p for p in parked if due(p.item.seq)]
-            to_park += await self._project_isolating(
-                conn, [pair for pair in events if due(pair[0].seq)]
+            to_park = await self._project_pipelined(
+                conn, decoded, [item for item in decoded.batch if due(item.seq)]
             )
+            to_park += [p for p in decoded.parked if due(p.item.seq)]
             if to_park:
                 await _park(conn, to_park)
-            unknown_count = sum(1 for item in unknown if due(item.seq))
+            unknown_count = sum(1 for item in decoded.unknown if due(item.seq))
             return await advance_checkpoint(conn, self.name, top, unknown_count)
+
+    async def _project_pipelined(
+        self, conn: asyncpg.Connection, decoded: "_Decoded", items: list[StreamEvent]
+    ) -> list[_Parked]:
+        """Decode and apply `items` chunk by chunk, decoding a chunk while the previous is written.
+
+        The chunks run in one savepoint: if PostgreSQL refuses an event's data, the whole pipeline
+        rolls back to it and `_project_isolating` bisects the events to park the poison alone.
+        """
+        try:
+            async with conn.transaction():
+                pending: asyncio.Future[None] | None = None
+                try:
+                    for start in range(0, len(items), PIPELINE_CHUNK):
+                        events = [
+                            e for _, e in decoded.pairs(items[start : start + PIPELINE_CHUNK])
+                        ]
+                        if pending is not None:
+                            await pending
+                            pending = None
+                        if events:
+                            pending = asyncio.ensure_future(project_events(conn, events))
+                            await asyncio.sleep(0)  # let it send its statement, then decode on
+                    if pending is not None:
+                        await pending
+                finally:
+                    if pending is not None and not pending.done():
+                        pending.cancel()
+                        with contextlib.suppress(BaseException):
+                            await pending
+        except POISON_ERRORS:
+            return await self._project_isolating(conn, decoded.pairs(items))
+        return []
 
     async def _project_isolating(
         self, conn: asyncpg.Connection, pairs: list[tuple[StreamEvent, SeqEvent]]
@@ -248,26 +283,39 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, Exception) and not isinstance(error, NotLeaderError)
 
 
-def decode_batch(
-    batch: Sequence[StreamEvent],
-) -> tuple[list[tuple[StreamEvent, SeqEvent]], list[StreamEvent], list[_Parked]]:
-    """Decode a batch: (events, unknown ones to count and skip, malformed ones to park).
+class _Decoded:
+    """A batch, decoded lazily and at most once (decoding is deterministic; retries reuse it).
 
-    Decoding is deterministic, so a malformed event is parked on its first attempt.
+    Unknown events are counted and skipped; malformed ones are parked on their first attempt.
     """
-    events: list[tuple[StreamEvent, SeqEvent]] = []
-    unknown: list[StreamEvent] = []
-    parked: list[_Parked] = []
-    for item in batch:
+
+    def __init__(self, batch: Sequence[StreamEvent]) -> None:
+        self.batch = batch
+        self.unknown: list[StreamEvent] = []
+        self.parked: list[_Parked] = []
+        self._events: dict[int, SeqEvent | None] = {}
+
+    def pairs(self, items: Sequence[StreamEvent]) -> list[tuple[StreamEvent, SeqEvent]]:
+        """The decodable ones of `items` with their events, decoding those not yet decoded."""
+        pairs: list[tuple[StreamEvent, SeqEvent]] = []
+        for item in items:
+            if item.seq not in self._events:
+                self._events[item.seq] = self._decode(item)
+            event = self._events[item.seq]
+            if event is not None:
+                pairs.append((item, event))
+        return pairs
+
+    def _decode(self, item: StreamEvent) -> SeqEvent | None:
         try:
-            events.append((item, (item.seq, decode_event(item.body, item.headers))))
+            return item.seq, decode_event(item.body, item.headers)
         except UnknownEventError as exc:
             _log.info("skipping unknown event %d: %s", item.seq, exc)
-            unknown.append(item)
+            self.unknown.append(item)
         except MalformedEventError as exc:
             _log.error("parking malformed event %d: %s", item.seq, exc)
-            parked.append(_Parked(item, f"MalformedEventError: {exc}", 1))
-    return events, unknown, parked
+            self.parked.append(_Parked(item, f"MalformedEventError: {exc}", 1))
+        return None
 
 
 async def advance_checkpoint(conn: asyncpg.Connection, name: str, top: int, unknown: int) -> int:
