@@ -24,8 +24,8 @@ import asyncpg
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
+from query_service.projected import decode_projected
 from query_service.projections import SeqEvent, project_events
-from shared.codec import decode_event
 from shared.errors import MalformedEventError, UnknownEventError
 
 NOTIFY_CHANNEL: Final = "chatlog_checkpoint"
@@ -308,7 +308,7 @@ class _Decoded:
 
     def _decode(self, item: StreamEvent) -> SeqEvent | None:
         try:
-            return item.seq, decode_event(item.body, item.headers)
+            return item.seq, decode_projected(item.body, item.headers)
         except UnknownEventError as exc:
             _log.info("skipping unknown event %d: %s", item.seq, exc)
             self.unknown.append(item)
