@@ -9,8 +9,9 @@ same batch is retried in place, with backoff, until it commits: nothing after it
 first, so the checkpoint stays a low-water mark.
 
 Inside the transaction the batch is decoded and written in chunks, pipelined: while PostgreSQL
-runs the statement of one chunk, Python decodes the next (the two run on different cores). It is
-still one transaction per batch; the chunks only split the work, which commutativity allows.
+runs the statement of one chunk, Python fetches (when the caller streams the batch in pieces) and
+decodes the next (the two run on different cores). It is still one transaction per batch, acked
+after its commit; the chunks only split the work, which commutativity allows.
 """
 
 import asyncio
@@ -50,6 +51,9 @@ _log = logging.getLogger(__name__)
 class NotLeaderError(Exception):
     """Raised when another instance holds the projection's lock: this one must stand by."""
 
+
+MoreEvents = Callable[[], Awaitable[Sequence["StreamEvent"]]]
+"""The next piece of the batch being applied, fetched now; empty when the batch is complete."""
 
 GapCheck = Callable[[int, int], Awaitable[bool]]
 """Whether the stream holds no event from the first sequence up to (excluding) the second."""
@@ -147,16 +151,19 @@ class Projector:
             conn, self._conn = self._conn, None
             await conn.close(timeout=2)
 
-    async def apply(self, batch: Sequence[StreamEvent]) -> int:
+    async def apply(self, batch: Sequence[StreamEvent], more: MoreEvents | None = None) -> int:
         """Apply `batch`, retrying transient failures forever; the new checkpoint.
 
         Only the part of the batch that continues the checkpoint without a hole is applied: an
         event after a hole (its predecessors fetched by another instance, or not yet redelivered)
         is left for later, unacked, so the checkpoint never covers an unapplied event. The caller
         acks exactly the events at or below the returned checkpoint.
+
+        With `more`, `batch` is only the first piece: the rest is asked for while the first is
+        being written, in the same transaction. A retry applies what was fetched so far, then
+        goes on asking for the rest, so a batch ends where it would have without the failure.
         """
         decoded = _Decoded(batch)
-        seqs = sorted(item.seq for item in batch)
         retrying = AsyncRetrying(
             retry=retry_if_exception(_transient),
             wait=wait_exponential_jitter(multiplier=0.05, max=self.retry_max_backoff),
@@ -165,7 +172,7 @@ class Projector:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._apply_once(seqs, decoded)
+                return await self._apply_once(decoded, more)
         raise AssertionError  # pragma: no cover - tenacity without a stop never gets here
 
     async def _covered_top(self, checkpoint: int, seqs: list[int]) -> int:
@@ -190,23 +197,22 @@ class Projector:
             self._conn.terminate()  # its state is unknown: start afresh (and lock again)
             self._conn = None
 
-    async def _apply_once(self, seqs: list[int], decoded: "_Decoded") -> int:
+    async def _apply_once(self, decoded: "_Decoded", more: MoreEvents | None) -> int:
         conn = await self._connection()
         async with conn.transaction():
             # The row lock orders the transactions of concurrent instances.
             checkpoint: int = await conn.fetchval(
                 "SELECT seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE", self.name
             )
-            top = await self._covered_top(checkpoint, seqs)
+            top = await self._covered_top(checkpoint, sorted(item.seq for item in decoded.batch))
             if top == checkpoint:
                 return checkpoint  # already committed (a redelivery), or after a hole
+
+            to_park, top = await self._project_pipelined(conn, decoded, checkpoint, top, more)
 
             def due(seq: int) -> bool:
                 return checkpoint < seq <= top
 
-            to_park = await self._project_pipelined(
-                conn, decoded, [item for item in decoded.batch if due(item.seq)]
-            )
             to_park += [p for p in decoded.parked if due(p.item.seq)]
             if to_park:
                 await _park(conn, to_park)
@@ -214,27 +220,45 @@ class Projector:
             return await advance_checkpoint(conn, self.name, top, unknown_count)
 
     async def _project_pipelined(
-        self, conn: asyncpg.Connection, decoded: "_Decoded", items: list[StreamEvent]
-    ) -> list[_Parked]:
-        """Decode and apply `items` chunk by chunk, decoding a chunk while the previous is written.
+        self,
+        conn: asyncpg.Connection,
+        decoded: "_Decoded",
+        checkpoint: int,
+        top: int,
+        more: MoreEvents | None,
+    ) -> tuple[list[_Parked], int]:
+        """Apply the batch's events above `checkpoint` up to `top`, chunk by chunk, overlapped.
 
-        The chunks run in one savepoint: if PostgreSQL refuses an event's data, the whole pipeline
-        rolls back to it and `_project_isolating` bisects the events to park the poison alone.
+        While PostgreSQL writes a chunk, the next is fetched (`more`, once the batch's events so
+        far are all sent) and decoded. Fetching stops at the first hole. Returns the events parked
+        by PostgreSQL and the new top. The chunks run in one savepoint: if PostgreSQL refuses an
+        event's data, all roll back and `_project_isolating` bisects them to park the poison alone.
         """
+        sent = 0
         try:
             async with conn.transaction():
                 pending: asyncio.Future[None] | None = None
                 try:
-                    for start in range(0, len(items), PIPELINE_CHUNK):
-                        events = [
-                            e for _, e in decoded.pairs(items[start : start + PIPELINE_CHUNK])
-                        ]
+                    while True:
+                        chunk = decoded.batch[sent : sent + PIPELINE_CHUNK]
+                        if not chunk:
+                            if more is None or top < decoded.last_seq:
+                                break
+                            piece = await more()  # while PostgreSQL writes the last chunk
+                            if not piece:
+                                break
+                            decoded.extend(piece)
+                            top = await self._covered_top(top, sorted(i.seq for i in piece))
+                            continue
+                        sent += len(chunk)
+                        due = [item for item in chunk if checkpoint < item.seq <= top]
+                        events = [event for _, event in decoded.pairs(due)]
                         if pending is not None:
                             await pending
                             pending = None
                         if events:
                             pending = asyncio.ensure_future(project_events(conn, events))
-                            await asyncio.sleep(0)  # let it send its statement, then decode on
+                            await asyncio.sleep(0)  # let it send its statement, then go on
                     if pending is not None:
                         await pending
                 finally:
@@ -243,8 +267,9 @@ class Projector:
                         with contextlib.suppress(BaseException):
                             await pending
         except POISON_ERRORS:
-            return await self._project_isolating(conn, decoded.pairs(items))
-        return []
+            due = [item for item in decoded.batch if checkpoint < item.seq <= top]
+            return await self._project_isolating(conn, decoded.pairs(due)), top
+        return [], top
 
     async def _project_isolating(
         self, conn: asyncpg.Connection, pairs: list[tuple[StreamEvent, SeqEvent]]
@@ -290,10 +315,16 @@ class _Decoded:
     """
 
     def __init__(self, batch: Sequence[StreamEvent]) -> None:
-        self.batch = batch
+        self.batch = list(batch)
+        self.last_seq = max((item.seq for item in batch), default=0)
         self.unknown: list[StreamEvent] = []
         self.parked: list[_Parked] = []
         self._events: dict[int, SeqEvent | None] = {}
+
+    def extend(self, items: Sequence[StreamEvent]) -> None:
+        """Add a further piece of the batch."""
+        self.batch.extend(items)
+        self.last_seq = max([self.last_seq, *(item.seq for item in items)])
 
     def pairs(self, items: Sequence[StreamEvent]) -> list[tuple[StreamEvent, SeqEvent]]:
         """The decodable ones of `items` with their events, decoding those not yet decoded."""

@@ -247,3 +247,13 @@ class TestHoles:
         finally:
             await first.close()
             await second.close()
+
+
+@pytest.mark.usefixtures("small_pieces")
+class TestCrashesWithBatchesInPieces(TestCrashes):
+    """The crash scenarios again, with every batch fetched and written in pieces."""
+
+
+@pytest.mark.usefixtures("small_pieces")
+class TestTransientFailuresWithBatchesInPieces(TestTransientFailures):
+    """Retry in place (one and two instances) again, with every batch fetched in pieces."""

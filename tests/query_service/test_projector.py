@@ -176,3 +176,13 @@ class TestPipeline:
         assert [r["seq"] for r in await pg.fetch("SELECT seq FROM parked_events")] == [poison]
         assert await pg.fetchval("SELECT unknown_count FROM projection_checkpoints") == 1
         assert await checkpoint(pg) == total
+
+
+@pytest.mark.usefixtures("small_pieces")
+class TestDuplicatesWithBatchesInPieces(TestDuplicates):
+    """Redelivery and duplicates again, with every batch fetched and written in pieces."""
+
+
+@pytest.mark.usefixtures("small_pieces")
+class TestPoisonAndUnknownWithBatchesInPieces(TestPoisonAndUnknown):
+    """Parking and counting again, with every batch fetched and written in pieces."""
