@@ -50,6 +50,9 @@ _MORE_TIMEOUT: Final = 0.1
 """Seconds to wait for a further piece of a batch: only asked for after a full piece, so it is
 there at once while catching up, and otherwise the batch ends without it."""
 
+_V1_ACK_TOKENS: Final = 9
+_V2_ACK_TOKENS: Final = 12
+
 FetchMore = Callable[[], Awaitable[Sequence[Msg]]]
 """The next piece of the batch under way; empty once it is complete."""
 
@@ -163,10 +166,20 @@ async def handle_batch(
 
 
 def _stream_events(messages: Sequence[Msg]) -> list[StreamEvent]:
-    return [
-        StreamEvent(msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data)
-        for msg in messages
-    ]
+    return [StreamEvent(_stream_seq(msg), msg.subject, msg.headers, msg.data) for msg in messages]
+
+
+def _stream_seq(msg: Msg) -> int:
+    """The message's stream sequence, read from its ack subject without nats-py's full metadata."""
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>... (9 tokens), or with a domain and
+    # an account hash after ACK (12 or more); anything else is left to nats-py.
+    tokens = (msg.reply or "").split(".")
+    if tokens[:2] == ["$JS", "ACK"]:
+        if len(tokens) == _V1_ACK_TOKENS:
+            return int(tokens[5])
+        if len(tokens) >= _V2_ACK_TOKENS:
+            return int(tokens[Msg.Ack.StreamSeq])
+    return msg.metadata.sequence.stream
 
 
 async def ack_batch(messages: Sequence[Msg], checkpoint: int) -> None:
@@ -176,7 +189,7 @@ async def ack_batch(messages: Sequence[Msg], checkpoint: int) -> None:
     """
     try:
         for msg in messages:
-            if msg.metadata.sequence.stream <= checkpoint:
+            if _stream_seq(msg) <= checkpoint:
                 await msg.ack()
             else:
                 await msg.nak(delay=_HOLE_RETRY_DELAY)

@@ -5,8 +5,10 @@ from datetime import timedelta
 import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from query_service import subscribers
 from query_service.config import QuerySettings
 from query_service.projector import PIPELINE_CHUNK, Projector, StreamEvent
 from shared.codec import HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_MSG_ID, encode_event
@@ -186,3 +188,16 @@ class TestDuplicatesWithBatchesInPieces(TestDuplicates):
 @pytest.mark.usefixtures("small_pieces")
 class TestPoisonAndUnknownWithBatchesInPieces(TestPoisonAndUnknown):
     """Parking and counting again, with every batch fetched and written in pieces."""
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.CHAT_EVENTS.read_models.1.4242.17.1700000000000000000.3",
+        "$JS.ACK.hub.ACCHASH.CHAT_EVENTS.read_models.2.4242.17.1700000000000000000.3.tok",
+        "$JS.ACK._.ACCHASH.CHAT_EVENTS.read_models.2.4242.17.1700000000000000000.3.tok.more",
+    ],
+)
+async def test_stream_sequence_read_from_the_ack_subject_is_nats_pys(reply: str) -> None:
+    msg = Msg(_client=None, subject="s", reply=reply)  # type: ignore[arg-type]
+    assert subscribers._stream_seq(msg) == msg.metadata.sequence.stream == 4242
