@@ -43,7 +43,7 @@ POISON_ERRORS: Final = (
 _LOCK_SQL: Final = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
 
 PIPELINE_CHUNK: Final = 125
-"""Events per statement in a batch's pipeline: 500 go in four overlapped steps."""
+"""Events per piece of a batch: fetched, decoded and written (one statement) overlapped."""
 
 _log = logging.getLogger(__name__)
 
