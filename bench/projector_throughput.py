@@ -1,14 +1,17 @@
 """Projector catch-up throughput against raw nats-py fetch + ack, on the same stream.
 
-Usage: python bench/projector_throughput.py [events]   (default 20,000)
+Usage: python bench/projector_throughput.py [events] [runs]   (default 20,000 events, 3 runs)
 
 Starts a throwaway nats-server; uses the PostgreSQL at CHATLOG_BENCH_ADMIN_URL (default the
 machine's, postgresql://postgres@127.0.0.1:5432/postgres), where it creates and drops a database.
-Prints events/s of both, interleaved (raw, projector, raw, projector), and their ratio.
+Runs both sides `runs` times, interleaved (raw, projector, projector, raw, raw, ...: each side goes
+first as often as the other), because the machine's speed drifts over minutes; prints every rate,
+the median of each side and the ratio of the medians.
 """
 
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -107,7 +110,17 @@ async def projector_run(nc, settings: QuerySettings, total: int, last_seq: int) 
         await admin.close()
 
 
-async def main(total: int) -> None:
+async def settle() -> None:
+    """Let PostgreSQL write out the previous run's pages, so that no run pays for another's."""
+    admin = await asyncpg.connect(ADMIN)
+    try:
+        await admin.execute("CHECKPOINT")
+    finally:
+        await admin.close()
+    await asyncio.sleep(1)
+
+
+async def main(total: int, runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(Path(tmp) / "nats").start()
         try:
@@ -133,19 +146,36 @@ async def main(total: int) -> None:
                 last = max(last, *(a.seq for a in acks))
             batch = settings.projector_batch_size
             results: dict[str, list[float]] = {"raw": [], "projector": []}
-            for _ in range(2):
-                results["raw"].append(
-                    await raw_fetch_ack(js, "BENCH", "bench.events.>", total, batch)
-                )
-                results["projector"].append(await projector_run(nc, settings, total, last))
+            for run in range(runs):
+                order = ("raw", "projector") if run % 2 == 0 else ("projector", "raw")
+                for kind in order:
+                    await settle()
+                    if kind == "raw":
+                        rate = await raw_fetch_ack(js, "BENCH", "bench.events.>", total, batch)
+                    else:
+                        rate = await projector_run(nc, settings, total, last)
+                    results[kind].append(rate)
+            medians = {kind: statistics.median(rates) for kind, rates in results.items()}
             for kind, rates in results.items():
-                print(f"{kind:>9}: " + ", ".join(f"{r:,.0f} ev/s" for r in rates))
-            ratio = max(results["projector"]) / max(results["raw"])
-            print(f"projector / raw fetch+ack: {ratio:.2f} (batch {batch}, {total:,} events)")
+                print(
+                    f"{kind:>9}: median {medians[kind]:,.0f} ev/s   ("
+                    + ", ".join(f"{r:,.0f}" for r in rates)
+                    + ")"
+                )
+            ratio = medians["projector"] / medians["raw"]
+            print(
+                f"projector / raw fetch+ack: {ratio:.2f} (medians of {runs} interleaved runs,"
+                f" batch {batch}, {total:,} events)"
+            )
             await nc.close()
         finally:
             server.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000))
+    asyncio.run(
+        main(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 20_000,
+            max(3, int(sys.argv[2])) if len(sys.argv) > 2 else 3,
+        )
+    )

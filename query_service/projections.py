@@ -22,16 +22,16 @@ from datetime import UTC, datetime
 from typing import Final
 
 import asyncpg
-import orjson
 
-from shared.events import ChatInfo, MessageEdited, MessageReceived
+from query_service.projected import ProjectedEvent, projected
+from shared.events import MessageEdited, MessageReceived
 
 PREVIEW_CHARS: Final = 120
 _NEVER: Final = datetime.min.replace(tzinfo=UTC)
 
 Event = MessageReceived | MessageEdited
-SeqEvent = tuple[int, Event]
-"""An event with its stream sequence."""
+SeqEvent = tuple[int, Event | ProjectedEvent]
+"""An event (or the projection's view of one) with its stream sequence."""
 
 _MESSAGE_COLUMNS: Final = (
     ("bot_id", "text"), ("chat_id", "bigint"), ("message_id", "bigint"),
@@ -121,14 +121,14 @@ ON CONFLICT (bot_id, chat_id) DO UPDATE SET
 @dataclass(slots=True)
 class _MessageRow:
     version: tuple[datetime, int]
-    event: Event
-    received: SeqEvent | None
+    event: ProjectedEvent
+    received: tuple[int, ProjectedEvent] | None
 
 
 @dataclass(slots=True)
 class _ChatRow:
     info_key: tuple[int, int]
-    info: ChatInfo
+    info: tuple[str, str | None, str | None]
     first_at: datetime
     last_at: datetime
 
@@ -142,29 +142,30 @@ def reduce_batch(events: Sequence[SeqEvent]) -> tuple[list[list[object]], list[l
     rows: dict[tuple[str, int, int], _MessageRow] = {}
     chats: dict[tuple[str, int], _ChatRow] = {}
     for seq, event in events:
-        _merge_message(rows, seq, event)
-        _merge_chat(chats, seq, event)
-    message_columns: list[list[object]] = [[] for _ in range(_N)]
-    for key, row in rows.items():
-        for column, value in zip(message_columns, _message_values(key, row), strict=True):
-            column.append(value)
-    chat_columns: list[list[object]] = [[] for _ in range(10)]
-    for (bot_id, chat_id), chat in chats.items():
-        info, (message_id, seq) = chat.info, chat.info_key
-        summary = (
-            bot_id, chat_id, info.type, info.title, info.username, message_id, seq,
-            chat.first_at, chat.last_at, message_id,
-        )  # fmt: skip
-        for column, value in zip(chat_columns, summary, strict=True):
-            column.append(value)
-    return message_columns, chat_columns
+        view = event if isinstance(event, ProjectedEvent) else projected(event)
+        _merge_message(rows, seq, view)
+        _merge_chat(chats, seq, view)
+    message_rows = [_message_values(key, row) for key, row in rows.items()]
+    chat_rows = [
+        (bot_id, chat_id, *chat.info, *chat.info_key, chat.first_at, chat.last_at,
+         chat.info_key[0])
+        for (bot_id, chat_id), chat in chats.items()
+    ]  # fmt: skip
+    return _columns(message_rows, _N), _columns(chat_rows, 10)
 
 
-def _merge_message(rows: dict[tuple[str, int, int], _MessageRow], seq: int, event: Event) -> None:
-    data = event.data
-    key = (event.bot_id, data.chat.id, data.message_id)
-    version = (data.edited_at or _NEVER, seq)
-    received = (seq, event) if isinstance(event, MessageReceived) else None
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _merge_message(
+    rows: dict[tuple[str, int, int], _MessageRow], seq: int, event: ProjectedEvent
+) -> None:
+    key = (event.bot_id, event.chat_id, event.message_id)
+    version = (event.edited_at or _NEVER, seq)
+    received = (seq, event) if event.received else None
     row = rows.get(key)
     if row is None:
         rows[key] = _MessageRow(version, event, received)
@@ -175,31 +176,31 @@ def _merge_message(rows: dict[tuple[str, int, int], _MessageRow], seq: int, even
         row.received = received
 
 
-def _merge_chat(chats: dict[tuple[str, int], _ChatRow], seq: int, event: Event) -> None:
-    data = event.data
-    key = (event.bot_id, data.chat.id)
-    info_key = (data.message_id, seq)
+def _merge_chat(chats: dict[tuple[str, int], _ChatRow], seq: int, event: ProjectedEvent) -> None:
+    key = (event.bot_id, event.chat_id)
+    info_key = (event.message_id, seq)
+    sent_at = event.sent_at
     chat = chats.get(key)
     if chat is None:
-        chats[key] = _ChatRow(info_key, data.chat, data.sent_at, data.sent_at)
+        info = (event.chat_type, event.chat_title, event.chat_username)
+        chats[key] = _ChatRow(info_key, info, sent_at, sent_at)
         return
     if info_key > chat.info_key:
-        chat.info_key, chat.info = info_key, data.chat
-    chat.first_at = min(chat.first_at, data.sent_at)
-    chat.last_at = max(chat.last_at, data.sent_at)
+        chat.info_key = info_key
+        chat.info = (event.chat_type, event.chat_title, event.chat_username)
+    if sent_at < chat.first_at:
+        chat.first_at = sent_at
+    elif sent_at > chat.last_at:
+        chat.last_at = sent_at
 
 
 def _message_values(key: tuple[str, int, int], row: _MessageRow) -> tuple[object, ...]:
-    data = row.event.data
-    sender = data.sender
-    original = row.received[1].data.original if row.received else data.original
+    event, received = row.event, row.received
     return (
-        *key, data.thread_id,
-        sender.id if sender else None, sender.name if sender else None,
-        sender.username if sender else None, sender.is_bot if sender else False,
-        data.sent_at, data.edited_at, data.kind, data.text, data.reply_to_message_id,
-        None if original is None else orjson.dumps(original).decode(),
-        row.version[1], row.received[0] if row.received else None,
+        *key, event.thread_id, event.sender_id, event.sender_name, event.sender_username,
+        event.sender_is_bot, event.sent_at, event.edited_at, event.kind, event.text,
+        event.reply_to_message_id, received[1].original if received else event.original,
+        row.version[1], received[0] if received else None,
     )  # fmt: skip
 
 

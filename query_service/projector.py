@@ -7,9 +7,15 @@ raises the checkpoint (never lowers it), counts unknown events, and NOTIFYs the 
 A transient failure (PostgreSQL down, a lost connection, a serialization error) rolls back and the
 same batch is retried in place, with backoff, until it commits: nothing after it is ever applied
 first, so the checkpoint stays a low-water mark.
+
+Inside the transaction the batch is decoded and written in chunks, pipelined: while PostgreSQL
+runs the statement of one chunk, Python fetches (when the caller streams the batch in pieces) and
+decodes the next (the two run on different cores). It is still one transaction per batch, acked
+after its commit; the chunks only split the work, which commutativity allows.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +25,8 @@ import asyncpg
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
+from query_service.projected import decode_projected
 from query_service.projections import SeqEvent, project_events
-from shared.codec import decode_event
 from shared.errors import MalformedEventError, UnknownEventError
 
 NOTIFY_CHANNEL: Final = "chatlog_checkpoint"
@@ -43,12 +49,18 @@ Every batch transaction holds it shared; `chatlog replay` takes it exclusively f
 no batch can be in flight on the tables it moves (see `query_service.replay`).
 """
 
+PIPELINE_CHUNK: Final = 125
+"""Events per piece of a batch: fetched, decoded and written (one statement) overlapped."""
+
 _log = logging.getLogger(__name__)
 
 
 class NotLeaderError(Exception):
     """Raised when another instance holds the projection's lock: this one must stand by."""
 
+
+MoreEvents = Callable[[], Awaitable[Sequence["StreamEvent"]]]
+"""The next piece of the batch being applied, fetched now; empty when the batch is complete."""
 
 GapCheck = Callable[[int, int], Awaitable[bool]]
 """Whether the stream holds no event from the first sequence up to (excluding) the second."""
@@ -70,7 +82,7 @@ class StreamEvent:
 
 @dataclass(frozen=True, slots=True)
 class Parked:
-    """An event to park, with the reason and how many times it was tried."""
+    """An event that cannot be applied, with why and after how many attempts."""
 
     item: StreamEvent
     reason: str
@@ -148,16 +160,19 @@ class Projector:
             conn, self._conn = self._conn, None
             await conn.close(timeout=2)
 
-    async def apply(self, batch: Sequence[StreamEvent]) -> int:
+    async def apply(self, batch: Sequence[StreamEvent], more: MoreEvents | None = None) -> int:
         """Apply `batch`, retrying transient failures forever; the new checkpoint.
 
         Only the part of the batch that continues the checkpoint without a hole is applied: an
         event after a hole (its predecessors fetched by another instance, or not yet redelivered)
         is left for later, unacked, so the checkpoint never covers an unapplied event. The caller
         acks exactly the events at or below the returned checkpoint.
+
+        With `more`, `batch` is only the first piece: the rest is asked for while the first is
+        being written, in the same transaction. A retry applies what was fetched so far, then
+        goes on asking for the rest, so a batch ends where it would have without the failure.
         """
-        events, unknown, parked = decode_batch(batch)
-        seqs = sorted(item.seq for item in batch)
+        decoded = _Decoded(batch)
         retrying = AsyncRetrying(
             retry=retry_if_exception(_transient),
             wait=wait_exponential_jitter(multiplier=0.05, max=self.retry_max_backoff),
@@ -166,7 +181,7 @@ class Projector:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._apply_once(seqs, events, unknown, parked)
+                return await self._apply_once(decoded, more)
         raise AssertionError  # pragma: no cover - tenacity without a stop never gets here
 
     async def _covered_top(self, checkpoint: int, seqs: list[int]) -> int:
@@ -191,13 +206,7 @@ class Projector:
             self._conn.terminate()  # its state is unknown: start afresh (and lock again)
             self._conn = None
 
-    async def _apply_once(
-        self,
-        seqs: list[int],
-        events: list[tuple[StreamEvent, SeqEvent]],
-        unknown: list[StreamEvent],
-        parked: list[Parked],
-    ) -> int:
+    async def _apply_once(self, decoded: "_Decoded", more: MoreEvents | None) -> int:
         conn = await self._connection()
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", REPLAY_SWAP_KEY)
@@ -205,21 +214,72 @@ class Projector:
             checkpoint: int = await conn.fetchval(
                 "SELECT seq FROM projection_checkpoints WHERE name = $1 FOR UPDATE", self.name
             )
-            top = await self._covered_top(checkpoint, seqs)
+            top = await self._covered_top(checkpoint, sorted(item.seq for item in decoded.batch))
             if top == checkpoint:
                 return checkpoint  # already committed (a redelivery), or after a hole
+
+            to_park, top = await self._project_pipelined(conn, decoded, checkpoint, top, more)
 
             def due(seq: int) -> bool:
                 return checkpoint < seq <= top
 
-            to_park = [p for p in parked if due(p.item.seq)]
-            to_park += await project_isolating(
-                conn, [pair for pair in events if due(pair[0].seq)], self.park_attempts
-            )
+            to_park += [p for p in decoded.parked if due(p.item.seq)]
             if to_park:
                 await park_events(conn, to_park)
-            unknown_count = sum(1 for item in unknown if due(item.seq))
+            unknown_count = sum(1 for item in decoded.unknown if due(item.seq))
             return await advance_checkpoint(conn, self.name, top, unknown_count)
+
+    async def _project_pipelined(
+        self,
+        conn: asyncpg.Connection,
+        decoded: "_Decoded",
+        checkpoint: int,
+        top: int,
+        more: MoreEvents | None,
+    ) -> tuple[list[Parked], int]:
+        """Apply the batch's events above `checkpoint` up to `top`, chunk by chunk, overlapped.
+
+        While PostgreSQL writes a chunk, the next is fetched (`more`, once the batch's events so
+        far are all sent) and decoded. Fetching stops at the first hole. Returns the events parked
+        by PostgreSQL and the new top. The chunks run in one savepoint: if PostgreSQL refuses an
+        event's data, all roll back and `project_isolating` bisects them to park the poison alone.
+        """
+        sent = 0
+        try:
+            async with conn.transaction():
+                pending: asyncio.Future[None] | None = None
+                try:
+                    while True:
+                        chunk = decoded.batch[sent : sent + PIPELINE_CHUNK]
+                        if not chunk:
+                            if more is None or top < decoded.last_seq:
+                                break
+                            piece = await more()  # while PostgreSQL writes the last chunk
+                            if not piece:
+                                break
+                            decoded.extend(piece)
+                            top = await self._covered_top(top, sorted(i.seq for i in piece))
+                            continue
+                        sent += len(chunk)
+                        due = [item for item in chunk if checkpoint < item.seq <= top]
+                        events = [event for _, event in decoded.pairs(due)]
+                        if pending is not None:
+                            await pending
+                            pending = None
+                        if events:
+                            pending = asyncio.ensure_future(project_events(conn, events))
+                            await asyncio.sleep(0)  # let it send its statement, then go on
+                    if pending is not None:
+                        await pending
+                finally:
+                    if pending is not None and not pending.done():
+                        pending.cancel()
+                        with contextlib.suppress(BaseException):
+                            await pending
+        except POISON_ERRORS:
+            due = [item for item in decoded.batch if checkpoint < item.seq <= top]
+            return await project_isolating(conn, decoded.pairs(due), self.park_attempts), top
+        return [], top
 
 
 async def project_isolating(
@@ -261,31 +321,58 @@ async def _retry_alone(
     return [Parked(pair[0], f"{type(error).__name__}: {error}", park_attempts)]
 
 
+def decode_batch(
+    batch: Sequence[StreamEvent],
+) -> tuple[list[tuple[StreamEvent, SeqEvent]], list[StreamEvent], list[Parked]]:
+    """Decode a whole batch: (events, unknown ones to count and skip, malformed ones to park)."""
+    decoded = _Decoded(batch)
+    return decoded.pairs(decoded.batch), decoded.unknown, decoded.parked
+
+
 def _transient(error: BaseException) -> bool:
     """Whether to retry a batch in place: any failure but losing the lead (and cancellation)."""
     return isinstance(error, Exception) and not isinstance(error, NotLeaderError)
 
 
-def decode_batch(
-    batch: Sequence[StreamEvent],
-) -> tuple[list[tuple[StreamEvent, SeqEvent]], list[StreamEvent], list[Parked]]:
-    """Decode a batch: (events, unknown ones to count and skip, malformed ones to park).
+class _Decoded:
+    """A batch, decoded lazily and at most once (decoding is deterministic; retries reuse it).
 
-    Decoding is deterministic, so a malformed event is parked on its first attempt.
+    Unknown events are counted and skipped; malformed ones are parked on their first attempt.
     """
-    events: list[tuple[StreamEvent, SeqEvent]] = []
-    unknown: list[StreamEvent] = []
-    parked: list[Parked] = []
-    for item in batch:
+
+    def __init__(self, batch: Sequence[StreamEvent]) -> None:
+        self.batch = list(batch)
+        self.last_seq = max((item.seq for item in batch), default=0)
+        self.unknown: list[StreamEvent] = []
+        self.parked: list[Parked] = []
+        self._events: dict[int, SeqEvent | None] = {}
+
+    def extend(self, items: Sequence[StreamEvent]) -> None:
+        """Add a further piece of the batch."""
+        self.batch.extend(items)
+        self.last_seq = max([self.last_seq, *(item.seq for item in items)])
+
+    def pairs(self, items: Sequence[StreamEvent]) -> list[tuple[StreamEvent, SeqEvent]]:
+        """The decodable ones of `items` with their events, decoding those not yet decoded."""
+        pairs: list[tuple[StreamEvent, SeqEvent]] = []
+        for item in items:
+            if item.seq not in self._events:
+                self._events[item.seq] = self._decode(item)
+            event = self._events[item.seq]
+            if event is not None:
+                pairs.append((item, event))
+        return pairs
+
+    def _decode(self, item: StreamEvent) -> SeqEvent | None:
         try:
-            events.append((item, (item.seq, decode_event(item.body, item.headers))))
+            return item.seq, decode_projected(item.body, item.headers)
         except UnknownEventError as exc:
             _log.info("skipping unknown event %d: %s", item.seq, exc)
-            unknown.append(item)
+            self.unknown.append(item)
         except MalformedEventError as exc:
             _log.error("parking malformed event %d: %s", item.seq, exc)
-            parked.append(Parked(item, f"MalformedEventError: {exc}", 1))
-    return events, unknown, parked
+            self.parked.append(Parked(item, f"MalformedEventError: {exc}", 1))
+        return None
 
 
 async def advance_checkpoint(conn: asyncpg.Connection, name: str, top: int, unknown: int) -> int:
@@ -306,7 +393,7 @@ async def advance_checkpoint(conn: asyncpg.Connection, name: str, top: int, unkn
 
 
 async def park_events(conn: asyncpg.Connection, parked: list[Parked]) -> None:
-    """Keep events that cannot be applied in `parked_events`, with the reason (no commit)."""
+    """Store events in `parked_events` (a redelivered one keeps its first record)."""
     await conn.execute(
         "INSERT INTO parked_events (seq, subject, headers, body, reason, attempts)"
         " SELECT s, subj, h::jsonb, b, r, a"

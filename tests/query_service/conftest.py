@@ -15,6 +15,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
+from query_service import projector as projector_module
+from query_service import subscribers
 from query_service.config import QuerySettings
 from query_service.db import migrate_async
 from query_service.main import create_app
@@ -229,3 +231,10 @@ async def project_directly(
         len(pairs),
     )
     return len(pairs)
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 50 fetched in pieces of 20, 20 and 10, each fetched while the last is written."""
+    monkeypatch.setattr(projector_module, "PIPELINE_CHUNK", 20)
+    monkeypatch.setattr(subscribers, "PIPELINE_CHUNK", 20)

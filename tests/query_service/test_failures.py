@@ -287,3 +287,13 @@ class TestQueryApiWhilePostgresRestarts:
                 assert answers.count(503) <= 1, answers
                 assert answers[-1] == 200
                 assert (await http.get("/readyz")).status_code == 200
+
+
+@pytest.mark.usefixtures("small_pieces")
+class TestCrashesWithBatchesInPieces(TestCrashes):
+    """The crash scenarios again, with every batch fetched and written in pieces."""
+
+
+@pytest.mark.usefixtures("small_pieces")
+class TestTransientFailuresWithBatchesInPieces(TestTransientFailures):
+    """Retry in place (one and two instances) again, with every batch fetched in pieces."""

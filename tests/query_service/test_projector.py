@@ -5,10 +5,13 @@ from datetime import timedelta
 import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from query_service import subscribers
 from query_service.config import QuerySettings
-from shared.codec import HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_MSG_ID
+from query_service.projector import PIPELINE_CHUNK, Projector, StreamEvent
+from shared.codec import HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_MSG_ID, encode_event
 from shared.subjects import event_subject
 from tests.query_service.conftest import (
     BOT,
@@ -147,3 +150,54 @@ class TestPoisonAndUnknown:
         assert parked[1]["attempts"] == 3
         assert await pg.fetchval("SELECT unknown_count FROM projection_checkpoints") == 1
         assert await checkpoint(pg) == last
+
+
+class TestPipeline:
+    async def test_a_batch_of_several_chunks_parks_a_poison_in_a_later_chunk(
+        self, query_settings: QuerySettings, pg: asyncpg.Connection
+    ) -> None:
+        """Chunks are written overlapped; a poison in one rolls them all back, then is isolated."""
+        total = 2 * PIPELINE_CHUNK + 10
+        poison = PIPELINE_CHUNK + 5
+        unknown_seq = 2 * PIPELINE_CHUNK + 1
+        batch = []
+        for seq in range(1, total + 1):
+            event = message_event(2**63 if seq == poison else seq)
+            body, headers = encode_event(event)
+            if seq == unknown_seq:
+                headers = {HEADER_EVENT_TYPE: "ChatRenamed", HEADER_EVENT_VERSION: "1"}
+                body = b'{"type": "ChatRenamed", "version": 1}'
+            batch.append(StreamEvent(seq, "s", headers, body))
+        projector = Projector(query_settings.asyncpg_dsn, "read_models")
+        try:
+            assert await projector.apply(batch) == total
+        finally:
+            await projector.close()
+        assert await pg.fetchval("SELECT count(*) FROM messages") == total - 2
+        assert await pg.fetchval("SELECT message_count FROM chats") == total - 2
+        assert [r["seq"] for r in await pg.fetch("SELECT seq FROM parked_events")] == [poison]
+        assert await pg.fetchval("SELECT unknown_count FROM projection_checkpoints") == 1
+        assert await checkpoint(pg) == total
+
+
+@pytest.mark.usefixtures("small_pieces")
+class TestDuplicatesWithBatchesInPieces(TestDuplicates):
+    """Redelivery and duplicates again, with every batch fetched and written in pieces."""
+
+
+@pytest.mark.usefixtures("small_pieces")
+class TestPoisonAndUnknownWithBatchesInPieces(TestPoisonAndUnknown):
+    """Parking and counting again, with every batch fetched and written in pieces."""
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.CHAT_EVENTS.read_models.1.4242.17.1700000000000000000.3",
+        "$JS.ACK.hub.ACCHASH.CHAT_EVENTS.read_models.2.4242.17.1700000000000000000.3.tok",
+        "$JS.ACK._.ACCHASH.CHAT_EVENTS.read_models.2.4242.17.1700000000000000000.3.tok.more",
+    ],
+)
+async def test_stream_sequence_read_from_the_ack_subject_is_nats_pys(reply: str) -> None:
+    msg = Msg(_client=None, subject="s", reply=reply)  # type: ignore[arg-type]
+    assert subscribers._stream_seq(msg) == msg.metadata.sequence.stream == 4242
