@@ -171,7 +171,13 @@ class TestTransientFailures:
         assert failures > 1
         assert violations == []
         assert seen == sorted(set(seen))
-        assert seen[0] == query_settings.projector_batch_size
+        if instances == 1:
+            # The failing batch is retried in place and committed whole before anything after it.
+            assert seen[0] == query_settings.projector_batch_size
+        # With two instances, a retry drops the leader's connection and with it the advisory
+        # lock: the standby may take over and fetch the events after the first batch, which stays
+        # unacked with the old leader until its ack wait. The checkpoint then stops at the hole
+        # (the `violations` check above) and batches are smaller, but nothing is skipped.
         await assert_exact(pg, total)
 
 
