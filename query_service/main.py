@@ -1,5 +1,6 @@
 """Composition root of the query service: the HTTP app and the projector, wired from settings."""
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -17,17 +18,27 @@ from query_service.subscribers import consume, gap_check, subscribe
 from shared.problems import install_problem_handlers
 
 _log = logging.getLogger(__name__)
+_OPTIONAL_NATS_WAIT = 5.0
+"""Seconds the API waits for NATS at start before serving reads without the stream's state."""
 
 
 async def connect_nats(settings: QuerySettings, *, required: bool) -> NatsClient | None:
-    """A NATS connection that reconnects for ever; None if unreachable and not `required`."""
+    """A NATS connection that reconnects for ever; None if unreachable and not `required`.
+
+    With `max_reconnect_attempts=-1` nats-py also retries the first connection for ever: fine for
+    the projector (`required`), which has nothing to do without NATS, but the API must start and
+    serve reads, so its first attempt is bounded.
+    """
+    connecting = nats.connect(
+        servers=settings.nats_servers,
+        connect_timeout=2,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+    )
     try:
-        return await nats.connect(
-            servers=settings.nats_servers,
-            connect_timeout=2,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-        )
+        if required:
+            return await connecting
+        return await asyncio.wait_for(connecting, timeout=_OPTIONAL_NATS_WAIT)
     except (OSError, TimeoutError, nats.errors.Error):
         if required:
             raise

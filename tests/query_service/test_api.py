@@ -215,3 +215,21 @@ class TestPagination:
                 await client.get(MESSAGES, params={"limit": 100, "after": page["prev_cursor"]})
             ).json()
         assert newer == list(range(total, 0, -1))
+
+
+async def test_api_starts_and_reads_without_nats(query_settings: QuerySettings) -> None:
+    """NATS unreachable at start: the API still starts (bounded wait) and serves reads."""
+    from chatlog.servers import free_port  # noqa: PLC0415
+    from query_service.main import create_app  # noqa: PLC0415
+
+    settings = query_settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{free_port()}"})
+    app = create_app(settings)
+    async with asyncio.timeout(20), app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://q", headers={"Authorization": "Bearer test-key"}
+        ) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            assert (await http.get("/v1/chats")).status_code == 200
+            status = (await http.get("/v1/projections")).json()
+            assert status["stream_last_seq"] is None
