@@ -82,9 +82,7 @@ async def read_body(receive: Receive, declared: bytes | None, limit: int) -> byt
 def _result_body(result: Published | Ignored) -> bytes:
     if isinstance(result, Ignored):
         return orjson.dumps({"ignored": result.reason})
-    return orjson.dumps(
-        {"event_id": result.event_id, "seq": result.seq, "duplicate": result.duplicate}
-    )
+    return orjson.dumps(result)  # the dataclass's fields: {"event_id", "seq", "duplicate"}
 
 
 def _problem(exc: ProblemError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
