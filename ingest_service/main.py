@@ -14,6 +14,7 @@ from ingest_service.publisher import EventPublisher
 from ingest_service.service import IngestService
 from ingest_service.webhook import WebhookEndpoint
 from shared.problems import install_problem_handlers
+from shared.runtime import freeze_startup_objects
 from shared.stream import ensure_stream
 
 
@@ -56,6 +57,7 @@ def create_app(settings: IngestSettings) -> WebhookEndpoint:
             async def check_stream() -> StreamInfo:
                 return await js.stream_info(settings.stream)
 
+            freeze_startup_objects()
             yield {
                 "settings": settings,
                 "service": IngestService(settings, publisher),

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ingest_service.exceptions import BodyTooLargeError, ClientDisconnectedError
 from ingest_service.publisher import Published
 from ingest_service.service import IngestService
-from shared.problems import PROBLEM_JSON, ProblemError, problem_body
+from shared.problems import PROBLEM_JSON, ProblemError, problem_body, problem_parts
 from shared.telegram import Ignored
 
 WEBHOOK_PATH: Final = re.compile(r"/telegram/(?P<bot_id>[^/]+)/webhook")
@@ -55,7 +55,7 @@ class WebhookEndpoint:
             body = await read_body(receive, headers.get(b"content-length"), service.max_body_bytes)
             result = await service.accept_update(bot_id, body)
         except ProblemError as exc:
-            return _problem(exc)
+            return problem_parts(exc)
         except Exception:  # noqa: BLE001 - a bug still answers problem+json, and is logged
             _log.exception("webhook of bot %s failed", bot_id)
             return 500, [(b"content-type", PROBLEM_JSON.encode())], problem_body(500)
@@ -83,10 +83,3 @@ def _result_body(result: Published | Ignored) -> bytes:
     if isinstance(result, Ignored):
         return orjson.dumps({"ignored": result.reason})
     return orjson.dumps(result)  # the dataclass's fields: {"event_id", "seq", "duplicate"}
-
-
-def _problem(exc: ProblemError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    headers = [(b"content-type", PROBLEM_JSON.encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-    body = problem_body(exc.status, exc.detail, title=exc.title, **exc.extensions)
-    return exc.status, headers, body

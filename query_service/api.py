@@ -1,46 +1,91 @@
-"""The chat-history HTTP API: thin handlers over `history`, every read at a known checkpoint."""
+"""The chat-history HTTP API: thin handlers over `history`, every read at a known checkpoint.
 
-from collections.abc import AsyncIterator
+The two hot reads (a page of messages, the chat list) are also answered by `fastpath`, in front of
+FastAPI, for the requests it can parse on its own; these routes document them and answer the rest.
+"""
+
+import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Final
 
+import asyncpg
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
 from nats.aio.client import Client as NatsClient
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from query_service import history, repository
+from query_service import history
 from query_service.checkpoints import CheckpointWatcher
 from query_service.config import QuerySettings
 from query_service.exceptions import NotYetError, UnauthorizedError, UnavailableError
+from query_service.history import SEQ_HEADER, Answer, at
 from query_service.schemas import ChatPage, ChatView, MessagePage, MessageView, ProjectionStatus
 from query_service.status import projection_status
 from shared.auth import bearer_token, key_is_valid
 from shared.config import BOT_ID_PATTERN
 
-SEQ_HEADER: Final = "X-Chatlog-Seq"
 MIN_SEQ_HEADER: Final = "X-Chatlog-Min-Seq"
 MAX_PAGE: Final = 200
+DEFAULT_PAGE: Final = 50
+DEFAULT_WAIT: Final = 2.0
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+"""What asyncpg raises when the database is down, restarting or the connection was cut."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class QueryState:
-    """What the lifespan made: one engine, one checkpoint watcher, one NATS connection."""
+    """What the lifespan made: one connection pool, one checkpoint watcher, one NATS connection."""
 
     settings: QuerySettings
-    engine: AsyncEngine
+    pool: asyncpg.Pool
     watcher: CheckpointWatcher
     nats: NatsClient | None
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A read-only REPEATABLE READ transaction and the checkpoint its data reflects."""
+async def at_least(state: QueryState, wanted: int | None, wait: float) -> None:
+    """Wait until the read models reflect the stream up to `wanted`, if asked.
 
-    conn: AsyncConnection
-    seq: int
+    Raises:
+        NotYetError: they did not within `wait` (capped by `consistency_max_wait`) seconds.
+    """
+    if wanted is None:
+        return
+    reached = await state.watcher.wait_for(wanted, min(wait, state.settings.consistency_max_wait))
+    if reached < wanted:
+        raise NotYetError(
+            f"the read models reflect events up to {reached}, not yet {wanted}",
+            headers={"Retry-After": "1", **at(reached)},
+            seq=reached,
+            min_seq=wanted,
+        )
+
+
+async def answer(state: QueryState, read: Awaitable[Answer]) -> Answer:
+    """Run a read; a database that cannot be reached becomes a 503.
+
+    Raises:
+        UnavailableError: the database is down, restarting or not migrated.
+    """
+    try:
+        result = await read
+    except _UNREACHABLE as exc:
+        # The pool's other connections are likely dead too: replace them all, not one per request.
+        await state.pool.expire_connections()
+        raise UnavailableError("the database cannot be reached") from exc
+    except asyncpg.UndefinedTableError as exc:
+        raise UnavailableError("the read models do not exist: run `chatlog migrate`") from exc
+    state.watcher.advance(result.seq)
+    return result
+
+
+def json_response(result: Answer) -> Response:
+    """The answer as a JSON response naming its checkpoint."""
+    return Response(result.body, media_type="application/json", headers=at(result.seq))
 
 
 # async: FastAPI runs a plain `def` dependency in a worker thread, which costs more than the call.
@@ -63,97 +108,91 @@ async def require_api_key(
         )
 
 
-async def snapshot(
-    request: Request,
+async def consistent(
     state: StateDep,
-    min_seq: Annotated[int | None, Query(ge=0)] = None,
-    wait: Annotated[float, Query(ge=0, description="seconds; capped")] = 2.0,
-    min_seq_header: Annotated[int | None, Header(alias=MIN_SEQ_HEADER, ge=0)] = None,
-) -> AsyncIterator[Snapshot]:
-    """Wait for `min_seq` if asked, then open a snapshot and read its checkpoint."""
-    wanted = min_seq if min_seq is not None else min_seq_header
-    if wanted is not None:
-        timeout = min(wait, state.settings.consistency_max_wait)
-        reached = await state.watcher.wait_for(wanted, timeout)
-        if reached < wanted:
-            request.state.chatlog_seq = reached
-            raise NotYetError(
-                f"the read models reflect events up to {reached}, not yet {wanted}",
-                headers={"Retry-After": "1"},
-                seq=reached,
-                min_seq=wanted,
-            )
-    try:
-        async with state.engine.connect() as conn, conn.begin():
-            # One statement, inside the transaction: a connection-level isolation option
-            # would cost a round trip to set it and another to reset it on release.
-            await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-            # Locked before the snapshot is taken: a replay's swap (which locks this table
-            # first) then makes the read wait and see the new tables whole, never the new
-            # tables at a snapshot taken before they were filled (`query_service.shadow`).
-            await conn.execute(text("LOCK TABLE projection_checkpoints IN ACCESS SHARE MODE"))
-            seq = await repository.read_checkpoint(conn, state.settings.projection_name)
-            state.watcher.advance(seq)
-            request.state.chatlog_seq = seq
-            yield Snapshot(conn, seq)
-    except (DBAPIError, OSError) as exc:
-        raise UnavailableError("the database cannot be reached") from exc
+    min_seq: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None,
+    wait: Annotated[float, Query(ge=0, description="seconds; capped")] = DEFAULT_WAIT,
+    min_seq_header: Annotated[int | None, Header(alias=MIN_SEQ_HEADER, ge=0, le=INT64_MAX)] = None,
+) -> QueryState:
+    """Wait for `min_seq` (or the `X-Chatlog-Min-Seq` header) if asked; the app's state."""
+    await at_least(state, min_seq if min_seq is not None else min_seq_header, wait)
+    return state
 
 
-SnapshotDep = Annotated[Snapshot, Depends(snapshot)]
+ReadDep = Annotated[QueryState, Depends(consistent)]
 BotIdPath = Annotated[str, Path(pattern=BOT_ID_PATTERN, max_length=64)]
+Int64Path = Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 health = APIRouter()
 
 
-@router.get("/chats")
+@router.get("/chats", response_model=ChatPage)
 async def list_chats(
-    snap: SnapshotDep,
-    bot_id: Annotated[str | None, Query(pattern=BOT_ID_PATTERN)] = None,
-    limit: Limit = 50,
+    state: ReadDep,
+    bot_id: Annotated[str | None, Query(pattern=BOT_ID_PATTERN, max_length=64)] = None,
+    limit: Limit = DEFAULT_PAGE,
     cursor: str | None = None,
-) -> ChatPage:
+) -> Response:
     """Chats by last activity, most recent first."""
-    return await history.chat_page(snap.conn, limit, bot_id, cursor)
-
-
-@router.get("/bots/{bot_id}/chats/{chat_id}")
-async def get_chat(snap: SnapshotDep, bot_id: BotIdPath, chat_id: int) -> ChatView:
-    """One chat's summary."""
-    return await history.chat(snap.conn, bot_id, chat_id)
-
-
-@router.get("/bots/{bot_id}/chats/{chat_id}/messages")
-async def list_messages(  # noqa: PLR0917 - FastAPI parameters
-    snap: SnapshotDep,
-    bot_id: BotIdPath,
-    chat_id: int,
-    limit: Limit = 50,
-    before: str | None = None,
-    after: str | None = None,
-    thread_id: int | None = None,
-) -> MessagePage:
-    """A page of a chat's history, newest first; `before`/`after` take the page's cursors."""
-    return await history.message_page(
-        snap.conn, bot_id, chat_id, limit=limit, before=before, after=after, thread_id=thread_id
+    name = state.settings.projection_name
+    return json_response(
+        await answer(state, history.chat_page(state.pool, name, limit, bot_id, cursor))
     )
 
 
-@router.get("/bots/{bot_id}/chats/{chat_id}/messages/{message_id}")
+@router.get("/bots/{bot_id}/chats/{chat_id}", response_model=ChatView)
+async def get_chat(state: ReadDep, bot_id: BotIdPath, chat_id: Int64Path) -> Response:
+    """One chat's summary."""
+    name = state.settings.projection_name
+    return json_response(await answer(state, history.chat(state.pool, name, bot_id, chat_id)))
+
+
+@router.get("/bots/{bot_id}/chats/{chat_id}/messages", response_model=MessagePage)
+async def list_messages(  # noqa: PLR0917 - FastAPI parameters
+    state: ReadDep,
+    bot_id: BotIdPath,
+    chat_id: Int64Path,
+    limit: Limit = DEFAULT_PAGE,
+    before: str | None = None,
+    after: str | None = None,
+    thread_id: Annotated[int | None, Query(ge=INT64_MIN, le=INT64_MAX)] = None,
+) -> Response:
+    """A page of a chat's history, newest first; `before`/`after` take the page's cursors."""
+    read = history.message_page(
+        state.pool,
+        state.settings.projection_name,
+        bot_id,
+        chat_id,
+        limit=limit,
+        before=before,
+        after=after,
+        thread_id=thread_id,
+    )
+    return json_response(await answer(state, read))
+
+
+@router.get("/bots/{bot_id}/chats/{chat_id}/messages/{message_id}", response_model=MessageView)
 async def get_message(
-    snap: SnapshotDep, bot_id: BotIdPath, chat_id: int, message_id: int
-) -> MessageView:
+    state: ReadDep, bot_id: BotIdPath, chat_id: Int64Path, message_id: Int64Path
+) -> Response:
     """One message."""
-    return await history.message(snap.conn, bot_id, chat_id, message_id)
+    name = state.settings.projection_name
+    read = history.message(state.pool, name, bot_id, chat_id, message_id)
+    return json_response(await answer(state, read))
 
 
 @router.get("/projections")
-async def get_projections(snap: SnapshotDep, state: StateDep) -> ProjectionStatus:
+async def get_projections(state: ReadDep) -> ProjectionStatus:
     """The projection's checkpoint, lag behind the stream, parked and unknown counts."""
-    name, stream = state.settings.projection_name, state.settings.stream
-    return await projection_status(snap.conn, name, state.nats, stream)
+    try:
+        return await projection_status(
+            state.pool, state.settings.projection_name, state.nats, state.settings.stream
+        )
+    except _UNREACHABLE as exc:
+        await state.pool.expire_connections()
+        raise UnavailableError("the database cannot be reached") from exc
 
 
 @health.get("/healthz")
@@ -166,15 +205,15 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: StateDep) -> dict[str, str]:
     """The database answers."""
     try:
-        async with state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except (DBAPIError, OSError) as exc:
+        await state.pool.fetchval("SELECT 1")
+    except _UNREACHABLE as exc:
+        await state.pool.expire_connections()
         raise UnavailableError("the database cannot be reached") from exc
     return {"status": "ready"}
 
 
 class SeqHeaderMiddleware:
-    """Puts `X-Chatlog-Seq` on every response: the read's checkpoint, else the latest known."""
+    """Puts `X-Chatlog-Seq` on every response without one: the latest checkpoint known."""
 
     def __init__(self, app: ASGIApp, watcher: "CheckpointSource") -> None:
         self.app = app
@@ -189,13 +228,15 @@ class SeqHeaderMiddleware:
         async def send_with_seq(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if not any(k.lower() == b"x-chatlog-seq" for k, _ in headers):
-                    seq = scope.get("state", {}).get("chatlog_seq", self.watcher.current())
-                    headers.append((b"x-chatlog-seq", str(seq).encode()))
+                if not any(k.lower() == _SEQ_HEADER_KEY for k, _ in headers):
+                    headers.append((_SEQ_HEADER_KEY, str(self.watcher.current()).encode()))
                     message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_seq)
+
+
+_SEQ_HEADER_KEY: Final = SEQ_HEADER.lower().encode()
 
 
 class CheckpointSource:

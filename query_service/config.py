@@ -18,6 +18,8 @@ class QuerySettings(ChatlogSettings):
     """Port of the query HTTP API."""
     query_host: str = "127.0.0.1"
     """Interface the query HTTP API listens on."""
+    query_pool_size: Annotated[int, Field(ge=1, le=100)] = 10
+    """Most connections the query HTTP API holds open to PostgreSQL."""
     projection_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "read_models"
     """Name of the projection: its checkpoint row and its durable JetStream consumer."""
     projector_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500

@@ -3,7 +3,7 @@
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -26,6 +26,11 @@ def _decode(cursor: str) -> dict[str, Any]:
     return position
 
 
+def _is_int64(value: object) -> TypeGuard[int]:
+    """An integer that fits a PostgreSQL bigint (and not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
 def message_cursor(message_id: int) -> str:
     """A cursor at a message of a chat."""
     return encode_cursor(m=message_id)
@@ -39,7 +44,7 @@ def read_message_cursor(cursor: str) -> int:
     """
     position = _decode(cursor)
     value = position.get("m")
-    if not isinstance(value, int) or isinstance(value, bool) or set(position) != {"m"}:
+    if not _is_int64(value) or set(position) != {"m"}:
         raise BadCursorError("not a message cursor")
     return value
 
@@ -57,7 +62,7 @@ def read_chat_cursor(cursor: str) -> tuple[datetime, str, int]:
     """
     position = _decode(cursor)
     when, bot_id, chat_id = position.get("t"), position.get("b"), position.get("c")
-    if not (isinstance(when, str) and isinstance(bot_id, str) and isinstance(chat_id, int)):
+    if not (isinstance(when, str) and isinstance(bot_id, str) and _is_int64(chat_id)):
         raise BadCursorError("not a chat cursor")
     try:
         moment = datetime.fromisoformat(when)

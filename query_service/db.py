@@ -1,20 +1,30 @@
-"""The database: the SQLAlchemy engine of the API, and schema migrations with Alembic."""
+"""The database: the API's connection pool, and schema migrations with Alembic."""
 
 import asyncio
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from query_service.config import to_asyncpg_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
-    """An async engine on `url` (`postgresql://...`; the asyncpg driver is added)."""
-    return create_async_engine(to_asyncpg_url(url), pool_size=pool_size, pool_pre_ping=False)
+async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
+    """A pool of up to `size` connections to `dsn`, opened on demand.
+
+    No connection is opened here, so the API starts (and says it is not ready) while the database
+    is down. Released connections are not reset: the API runs single statements outside any
+    transaction and never changes a session's state, so asyncpg's reset query would only add a
+    round trip to every read.
+    """
+    return await asyncpg.create_pool(dsn, min_size=0, max_size=size, reset=_keep)
+
+
+async def _keep(_: asyncpg.Connection) -> None:
+    """Nothing to reset (see `create_pool`)."""
 
 
 def alembic_config(url: str) -> Config:

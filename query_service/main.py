@@ -9,13 +9,14 @@ import nats
 from fastapi import FastAPI
 from nats.aio.client import Client as NatsClient
 
-from query_service import api, repository
+from query_service import api, fastpath, repository
 from query_service.checkpoints import CheckpointWatcher
 from query_service.config import QuerySettings
-from query_service.db import create_engine
+from query_service.db import create_pool
 from query_service.projector import Projector
 from query_service.subscribers import consume, gap_check, subscribe
 from shared.problems import install_problem_handlers
+from shared.runtime import freeze_startup_objects
 
 _log = logging.getLogger(__name__)
 _OPTIONAL_NATS_WAIT = 5.0
@@ -47,35 +48,36 @@ async def connect_nats(settings: QuerySettings, *, required: bool) -> NatsClient
 
 
 def create_app(settings: QuerySettings) -> FastAPI:
-    """The query API, with a lifespan that owns its engine, watcher and NATS connection."""
+    """The query API, with a lifespan that owns its pool, watcher and NATS connection."""
     source = api.CheckpointSource()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        pool = await create_pool(settings.asyncpg_dsn, size=settings.query_pool_size)
 
         async def poll() -> int:
-            async with engine.connect() as conn:
-                return await repository.read_checkpoint(conn, settings.projection_name)
+            return await repository.read_checkpoint(pool, settings.projection_name)
 
         watcher = CheckpointWatcher(settings.asyncpg_dsn, settings.projection_name, poll)
         watcher.start()
         source.watcher = watcher
         client = await connect_nats(settings, required=False)
-        app.state.query = api.QueryState(settings, engine, watcher, client)
+        app.state.query = api.QueryState(settings, pool, watcher, client)
+        freeze_startup_objects()
         try:
             yield
         finally:
             await watcher.stop()
             if client is not None:
                 await client.close()
-            await engine.dispose()
+            await pool.close()
 
     app = FastAPI(title="chatlog query", version="1", lifespan=lifespan)
     install_problem_handlers(app)
     app.include_router(api.router)
     app.include_router(api.health)
     app.add_middleware(api.SeqHeaderMiddleware, watcher=source)
+    app.add_middleware(fastpath.FastReads)  # outermost: the hot reads skip the rest
     return app
 
 

@@ -3,8 +3,9 @@
 `chatlog replay` builds the read models into `chatlog_replay`, a schema of their own, from the same
 metadata the migrations match. The swap moves the live tables into `chatlog_retired` and the shadow
 tables into the live schema in one transaction, then drops the retired ones. Readers lock
-`projection_checkpoints` before they take their snapshot (see `api.snapshot`) and the swap locks
-it first, so a read sees the old tables or the new ones, whole, and never waits in a deadlock.
+`projection_checkpoints` before the read models, and before their snapshot is taken (see
+`repository`), and the swap locks it first, so a read sees the old tables or the new ones, whole,
+and never waits in a deadlock.
 """
 
 from typing import Final

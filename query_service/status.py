@@ -3,10 +3,10 @@
 import logging
 from datetime import UTC, datetime
 
+import asyncpg
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from query_service import repository
 from query_service.schemas import ProjectionStatus
@@ -15,10 +15,10 @@ _log = logging.getLogger(__name__)
 
 
 async def projection_status(
-    conn: AsyncConnection, name: str, nats: NatsClient | None, stream: str
+    pool: asyncpg.Pool, name: str, nats: NatsClient | None, stream: str
 ) -> ProjectionStatus:
     """Checkpoint, lag and counters; the stream's side is null when NATS cannot be reached."""
-    checkpoint, unknown, updated_at, parked = await repository.projection_row(conn, name)
+    checkpoint, unknown, updated_at, parked = await repository.projection_row(pool, name)
     last_seq, lag_seconds = await _stream_side(nats, stream, checkpoint)
     return ProjectionStatus(
         name=name,

@@ -60,6 +60,14 @@ def problem(
     )
 
 
+def problem_parts(exc: ProblemError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, raw ASGI headers and body of the problem `exc`, for endpoints that speak ASGI."""
+    headers = [(b"content-type", PROBLEM_JSON.encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+    body = problem_body(exc.status, exc.detail, title=exc.title, **exc.extensions)
+    return exc.status, headers, body
+
+
 def validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
     """Pydantic errors as `{"field", "message"}` pairs a client can show."""
     return [
