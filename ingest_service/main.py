@@ -53,6 +53,7 @@ def create_app(settings: IngestSettings) -> WebhookEndpoint:
                 subject_prefix=settings.subject_prefix,
                 timeout=settings.publish_timeout,
             )
+            await publisher.start()
 
             async def check_stream() -> StreamInfo:
                 return await js.stream_info(settings.stream)
@@ -64,7 +65,7 @@ def create_app(settings: IngestSettings) -> WebhookEndpoint:
                 "check_stream": check_stream,
             }
         finally:
-            await broker.stop()
+            await broker.stop()  # closes the connection, and the publisher's subscription
 
     app = FastAPI(
         title="chatlog ingest",
