@@ -27,7 +27,8 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Benchmarks against the machine's PostgreSQL and a pinned nats-server of their own; wrk drives load.
+# Benchmarks against the machine's PostgreSQL and a pinned nats-server of their own; wrk and
+# bench/freshness_load.py drive load. bench-quick: the same measurements, small, under two minutes.
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.run
