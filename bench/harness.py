@@ -1,7 +1,9 @@
 """What every benchmark section needs: servers, processes, load, statistics."""
 
 import asyncio
+import itertools
 import os
+import random
 import re
 import shutil
 import statistics
@@ -32,6 +34,17 @@ class Servers:
 
     nats_url: str
     database_url: str
+    admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+    @contextmanager
+    def scratch_database(self) -> Iterator[str]:
+        """Another fresh database on the same server, dropped after (even on Ctrl-C)."""
+        name = f"chatlog_bench_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_sql(self.admin_url, f'CREATE DATABASE "{name}"'))
+        try:
+            yield self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            asyncio.run(_sql(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextmanager
@@ -42,7 +55,7 @@ def servers() -> Iterator[Servers]:
     nats_server = NatsServer(store / "nats").start()
     asyncio.run(_sql(admin, f'CREATE DATABASE "{name}"'))
     try:
-        yield Servers(nats_server.url, admin.rsplit("/", 1)[0] + f"/{name}")
+        yield Servers(nats_server.url, admin.rsplit("/", 1)[0] + f"/{name}", admin)
     finally:
         nats_server.stop()
         asyncio.run(_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -63,6 +76,8 @@ class PeakRSS:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak = 0
+        self.cpu_seconds = 0.0
+        """User + system CPU time of the tree, as last sampled."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -71,13 +86,13 @@ class PeakRSS:
         while not self._stop.wait(0.1):
             try:
                 root = psutil.Process(self.pid)
-                rss = max(
-                    [root.memory_info().rss]
-                    + [c.memory_info().rss for c in root.children(recursive=True)]
-                )
+                tree = [root, *root.children(recursive=True)]
+                rss = max(p.memory_info().rss for p in tree)
+                cpu = sum(sum(p.cpu_times()[:2]) for p in tree)
             except psutil.Error:
                 continue
             self.peak = max(self.peak, rss)
+            self.cpu_seconds = max(self.cpu_seconds, cpu)
 
     def stop(self) -> int:
         self._stop.set()
@@ -90,6 +105,8 @@ class Process:
     popen: subprocess.Popen[bytes]
     rss: PeakRSS
     log: Path
+    problems: list[str] = field(default_factory=list)
+    """Once stopped: the error and warning lines of its log (the log file itself is removed)."""
 
     def stop(self) -> int:
         """Stop (SIGINT, then SIGKILL) and return the peak RSS seen."""
@@ -100,7 +117,30 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
-        return self.rss.stop()
+        peak = self.rss.stop()
+        if self.log.exists():
+            self.problems = log_problems(self.log)
+            self.log.unlink()
+        return peak
+
+
+def chatlog_env(servers: Servers, database_url: str, token: str) -> dict[str, str]:
+    """The settings every chatlog process of one system needs: its stream, prefix, projection."""
+    return {
+        "CHATLOG_DATABASE_URL": database_url,
+        "CHATLOG_NATS_URL": servers.nats_url,
+        "CHATLOG_STREAM": f"BENCH_{token.upper()}",
+        "CHATLOG_SUBJECT_PREFIX": f"bench.{token}",
+        "CHATLOG_PROJECTION_NAME": f"bench_{token}",
+        "CHATLOG_LOG_LEVEL": "INFO",
+    }
+
+
+def log_problems(log: Path) -> list[str]:
+    """The lines of a process's log that report an error or a warning (for the report)."""
+    words = ("ERROR", "Traceback", "WARNING", "CRITICAL")
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [line for line in text.splitlines() if any(word in line for word in words)]
 
 
 def start(args: list[str], env: dict[str, str], name: str) -> Process:
@@ -138,6 +178,8 @@ class Load:
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_RUN_IDS = itertools.count(random.randrange(1, 8000))
+"""Every webhook.lua run's BASE (its update ids start at BASE * 1e10; kept under 1e14)."""
 
 
 def wrk(
@@ -153,7 +195,8 @@ def wrk(
         args += ["-s", str(BENCH_DIR / script)]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    extra = ["--", str(next(_RUN_IDS))] if script is not None else []
+    out = subprocess.run([*args, url, *extra], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:

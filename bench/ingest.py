@@ -66,24 +66,35 @@ def _launch(target: Target, servers: Servers, port: int):
 
 
 def run(servers: Servers, *, runs: int, seconds: float) -> dict[str, object]:
-    """Measure every target `runs` times, interleaved, and return medians and ratios."""
+    """Measure every target `runs` times, interleaved, and return medians and ratios.
+
+    Every target is started once, all of them before the first measurement (an idle one costs
+    nothing), warmed up for a second, then measured in `runs` rounds, each round in another order
+    (each target first as often as the others); the peak RSS is over all rounds.
+    """
     series = {target: Series() for target in TARGETS}
-    for round_ in range(runs):
+    running = {}
+    peak_rss: dict[str, float] = {}
+    try:
         for target in TARGETS:
             port = free_port()
-            process, ready = _launch(target, servers, port)
-            try:
-                wait_http(f"http://127.0.0.1:{port}{ready}", process)
-                url = f"http://127.0.0.1:{port}/telegram/bench/webhook"
-                wrk(url, 1)  # warm-up
-                load = wrk(url, seconds)
-            finally:
-                peak = process.stop()
-            series[target].add(rps=load.rps, p50=load.p50_ms, p99=load.p99_ms,
-                               errors=load.errors, rss_mb=peak / 2**20)  # fmt: skip
-            print(f"  ingest round {round_ + 1}/{runs} {target.name} x{target.workers}: "
-                  f"{load.rps:,.0f} req/s p50 {load.p50_ms:.1f} ms p99 {load.p99_ms:.1f} ms"
-                  f" errors {load.errors}", flush=True)  # fmt: skip
+            running[target] = (port, *_launch(target, servers, port))
+        for port, process, ready in running.values():
+            wait_http(f"http://127.0.0.1:{port}{ready}", process)
+            wrk(f"http://127.0.0.1:{port}/telegram/bench/webhook", 1)  # warm-up
+        for round_ in range(runs):
+            shift = round_ * len(TARGETS) // runs
+            for target in TARGETS[shift:] + TARGETS[:shift]:
+                port = running[target][0]
+                load = wrk(f"http://127.0.0.1:{port}/telegram/bench/webhook", seconds)
+                series[target].add(rps=load.rps, p50=load.p50_ms, p99=load.p99_ms,
+                                   errors=load.errors)  # fmt: skip
+                print(f"  ingest round {round_ + 1}/{runs} {target.name} x{target.workers}: "
+                      f"{load.rps:,.0f} req/s p50 {load.p50_ms:.1f} ms p99 {load.p99_ms:.1f} ms"
+                      f" errors {load.errors}", flush=True)  # fmt: skip
+    finally:
+        for target, (_, process, _) in running.items():
+            peak_rss[f"{target.name} x{target.workers}"] = process.stop() / 2**20
     med = {f"{t.name} x{t.workers}": {k: series[t].median(k) for k in series[t].values}
            for t in TARGETS}  # fmt: skip
 
@@ -97,4 +108,4 @@ def run(servers: Servers, *, runs: int, seconds: float) -> dict[str, object]:
         "chatlog_p99_vs_starlette_p99_x1": med["chatlog x1"]["p99"]
         / med["starlette+publish x1"]["p99"],
     }
-    return {"medians": med, "ratios": ratios}
+    return {"medians": med, "ratios": ratios, "rss_mb": peak_rss}

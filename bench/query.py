@@ -66,34 +66,39 @@ def run(servers: Servers, *, messages: int, runs: int, seconds: float) -> dict[s
     }
     series = {name: Series() for name in cases}
     peak_rss = {"chatlog query": 0, "naive keyset": 0}
-    for round_ in range(runs):
-        query = start(
-            [str(VENV_BIN / "chatlog"), "query"],
-            {"CHATLOG_DATABASE_URL": servers.database_url, "CHATLOG_NATS_URL": servers.nats_url,
-             "CHATLOG_API_KEYS": f'["{KEY}"]', "CHATLOG_QUERY_PORT": str(chatlog_port),
-             "CHATLOG_LOG_LEVEL": "warning"},
-            "query",
-        )  # fmt: skip
-        naive = start(
-            [str(VENV_BIN / "uvicorn"), "--port", str(naive_port), "--no-access-log",
-             "--log-level", "warning", "bench.references.keyset_naive:app"],
-            {"BENCH_DATABASE_URL": servers.database_url},
-            "keyset",
-        )  # fmt: skip
-        try:
-            wait_http(f"http://127.0.0.1:{chatlog_port}/readyz", query)
-            wait_http(f"http://127.0.0.1:{naive_port}/docs", naive)
-            for name, (port, path) in cases.items():
-                url = f"http://127.0.0.1:{port}{path}"
-                wrk(url, 1, script=None, headers=auth)  # warm-up
-                load = wrk(url, seconds, script=None, headers=auth)
+    # Both apps start once; every case is warmed up once, then measured in `runs` rounds, each
+    # round starting at another case.
+    query = start(
+        [str(VENV_BIN / "chatlog"), "query"],
+        {"CHATLOG_DATABASE_URL": servers.database_url, "CHATLOG_NATS_URL": servers.nats_url,
+         "CHATLOG_API_KEYS": f'["{KEY}"]', "CHATLOG_QUERY_PORT": str(chatlog_port),
+         "CHATLOG_LOG_LEVEL": "warning"},
+        "query",
+    )  # fmt: skip
+    naive = start(
+        [str(VENV_BIN / "uvicorn"), "--port", str(naive_port), "--no-access-log",
+         "--log-level", "warning", "bench.references.keyset_naive:app"],
+        {"BENCH_DATABASE_URL": servers.database_url},
+        "keyset",
+    )  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{chatlog_port}/readyz", query)
+        wait_http(f"http://127.0.0.1:{naive_port}/docs", naive)
+        names = list(cases)
+        for port, path in cases.values():
+            wrk(f"http://127.0.0.1:{port}{path}", 1, script=None, headers=auth)  # warm-up
+        for round_ in range(runs):
+            shift = round_ * len(names) // runs
+            for name in names[shift:] + names[:shift]:
+                port, path = cases[name]
+                load = wrk(f"http://127.0.0.1:{port}{path}", seconds, script=None, headers=auth)
                 series[name].add(rps=load.rps, p50=load.p50_ms, p99=load.p99_ms, errors=load.errors)
                 print(f"  query round {round_ + 1}/{runs} {name}: {load.rps:,.0f} req/s"
                       f" p50 {load.p50_ms:.1f} ms p99 {load.p99_ms:.1f} ms errors {load.errors}",
                       flush=True)  # fmt: skip
-        finally:
-            peak_rss["chatlog query"] = max(peak_rss["chatlog query"], query.stop())
-            peak_rss["naive keyset"] = max(peak_rss["naive keyset"], naive.stop())
+    finally:
+        peak_rss["chatlog query"] = query.stop()
+        peak_rss["naive keyset"] = naive.stop()
     med = {name: {k: s.median(k) for k in s.values} for name, s in series.items()}
     ratios = {
         "first_page_rps_vs_naive": med["chatlog first page"]["rps"]
