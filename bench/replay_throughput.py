@@ -37,8 +37,11 @@ ADMIN = os.environ.get("CHATLOG_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0
 PREFIX = "bench.events"
 
 
-async def fill(nc, js, total: int) -> None:
-    """Publish `total` distinct events: one encoded template, its ids and texts varied."""
+async def fill(nc, js, total: int, stream: str = "BENCH", prefix: str = PREFIX) -> int:
+    """Publish `total` distinct events: one encoded template, its ids and texts varied.
+
+    Returns the stream's last sequence.
+    """
     body, headers = encode_event(event(1))
     del headers[HEADER_MSG_ID]  # one template: the same id would be deduplicated
     template = orjson.loads(body)
@@ -53,17 +56,18 @@ async def fill(nc, js, total: int) -> None:
         data["sender"] = {**data["sender"], "id": n % 300}
         raw["event_id"] = f"bench:{n}"
         raw["data"] = data
-        subject = event_subject(PREFIX, "bench", chat, "MessageReceived")
+        subject = event_subject(prefix, "bench", chat, "MessageReceived")
         await nc.publish(subject, orjson.dumps(raw), headers=headers)
         if n % 20_000 == 0:
             await nc.flush()
     await nc.flush()
     deadline = time.monotonic() + 60
-    while (info := await js.stream_info("BENCH")).state.messages < total:
+    while (info := await js.stream_info(stream)).state.messages < total:
         if time.monotonic() > deadline:
             raise SystemExit(f"the stream holds {info.state.messages:,} events, not {total:,}")
         await asyncio.sleep(0.2)
     print(f"filled {info.state.messages:,} events in {time.perf_counter() - started:,.1f} s")
+    return info.state.last_seq
 
 
 async def read_only(nc, total: int, batch: int, *, decode: bool) -> float:
