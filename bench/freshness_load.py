@@ -108,8 +108,8 @@ class _Pool:
         self.idle: list[_Connection] = []
         self.opened = 0
 
-    async def acquire(self) -> _Connection:
-        while self.idle:
+    async def acquire(self, *, fresh: bool = False) -> _Connection:
+        while self.idle and not fresh:
             conn = self.idle.pop()
             if not conn.closed:
                 return conn
@@ -124,15 +124,28 @@ class _Pool:
             self.idle.append(conn)
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
-        conn = await self.acquire()
-        try:
-            answer = await conn.request(data)
-        except BaseException:
-            if conn.transport is not None:
-                conn.transport.close()
-            raise
-        self.release(conn)
-        return answer
+        """Send on an idle connection; if the server had just closed it, once more on a new one.
+
+        (uvicorn closes a keep-alive connection idle for 5 s; both requests are idempotent: the
+        webhook is deduplicated by its update id.)
+        """
+        for fresh in (False, True):
+            conn = await self.acquire(fresh=fresh)
+            try:
+                answer = await conn.request(data)
+            except ConnectionError:
+                if conn.transport is not None:
+                    conn.transport.close()
+                if fresh or conn.buffer:
+                    raise
+                continue
+            except BaseException:
+                if conn.transport is not None:
+                    conn.transport.close()
+                raise
+            self.release(conn)
+            return answer
+        raise AssertionError  # unreachable: the second try returns or raises
 
 
 def _webhook(update_id: int, chat: int, secret: str, bot: str) -> bytes:
