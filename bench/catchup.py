@@ -31,7 +31,7 @@ import orjson
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from bench.harness import VENV_BIN, Servers, chatlog_env, start
-from bench.projector_throughput import raw_fetch_ack
+from bench.projector_throughput import raw_fetch_ack, settle
 from bench.replay_throughput import fill
 from query_service.config import QuerySettings
 from query_service.db import migrate_async
@@ -230,16 +230,6 @@ async def _fill(servers: Servers, env: dict[str, str], total: int) -> int:
         await nc.close()
 
 
-async def _settle(servers: Servers, pause: float) -> None:
-    """Let PostgreSQL write out the previous side's pages, so that no side pays for another's."""
-    conn = await asyncpg.connect(servers.admin_url)
-    try:
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
-    await asyncio.sleep(pause)
-
-
 def _medians(samples: list[dict]) -> dict[str, float]:
     """The median of each numeric figure over the samples that have it."""
     numeric: dict[str, list[float]] = {}
@@ -268,7 +258,7 @@ def run(
         samples: dict[str, list[dict]] = {side: [] for side in sides}
         for round_ in range(runs):
             for side in sides[round_ % 3 :] + sides[: round_ % 3]:
-                asyncio.run(_settle(servers, pause))
+                asyncio.run(settle(servers.admin_url, pause))
                 if side == "projector":
                     sample = projector_cli(servers, env, events, last_seq)
                 elif side == "raw fetch+ack":
@@ -298,7 +288,7 @@ def run(
     if replay:
         samples_r = []
         for round_ in range(runs):
-            asyncio.run(_settle(servers, pause))
+            asyncio.run(settle(servers.admin_url, pause))
             sample = replay_cli(servers, env, events)
             samples_r.append(sample)
             print(f"  replay round {round_ + 1}/{runs}: {events:,} events in"

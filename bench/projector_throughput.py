@@ -110,14 +110,14 @@ async def projector_run(nc, settings: QuerySettings, total: int, last_seq: int) 
         await admin.close()
 
 
-async def settle() -> None:
+async def settle(admin_url: str = ADMIN, pause: float = 1) -> None:
     """Let PostgreSQL write out the previous run's pages, so that no run pays for another's."""
-    admin = await asyncpg.connect(ADMIN)
+    admin = await asyncpg.connect(admin_url)
     try:
         await admin.execute("CHECKPOINT")
     finally:
         await admin.close()
-    await asyncio.sleep(1)
+    await asyncio.sleep(pause)
 
 
 async def main(total: int, runs: int) -> None:
