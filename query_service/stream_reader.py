@@ -15,21 +15,15 @@ import collections
 from dataclasses import dataclass, field
 from typing import Final
 
-import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from query_service.projector import StreamEvent
+from query_service.pull_inbox import AckFields, PullInbox
 
 _INACTIVE_THRESHOLD: Final = 60.0
 """Seconds after which the server deletes the consumer of a replay that stopped reading."""
-_STATUS: Final = "Status"
-_END_OF_BATCH: Final = frozenset({"404", "408"})
-"""No (more) messages for this request; the request expired."""
-_ACK_TOKENS_V1: Final = 9
-"""`$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<time>.<pending>`; v2 adds 3 tokens."""
 
 
 class StreamReadError(Exception):
@@ -56,8 +50,6 @@ class StreamReader:
         self.batch_size = batch_size
         self.pending = 0
         """Events after the last one received, as the server counted when it sent that one."""
-        self.requests_made = 0
-        """Pull requests sent so far; each is numbered by this count."""
         self.last_answered = 0
         """Number of the request whose events `fetch` returned last."""
         self._consumer = ""
@@ -65,9 +57,13 @@ class StreamReader:
         """Requests sent whose events `fetch` has not returned yet, oldest first."""
         self._filling: collections.deque[_Request] = collections.deque()
         """Requests the server is still answering, oldest first: it answers them in order."""
-        self._sub: Subscription | None = None
-        self._inbox = ""
+        self._pulls: PullInbox | None = None
         self._delivered = 0
+
+    @property
+    def requests_made(self) -> int:
+        """Pull requests sent so far; each is numbered by this count."""
+        return self._pulls.requests_made if self._pulls is not None else 0
 
     async def open(self, start_seq: int) -> None:
         """Create the consumer at `start_seq` (1: the stream's first event) and subscribe."""
@@ -84,14 +80,13 @@ class StreamReader:
         info = await js.add_consumer(self.stream, config)
         self._consumer = info.name
         self.pending = info.num_pending or 0
-        self._inbox = self.client.new_inbox()
-        self._sub = await self.client.subscribe(self._inbox, cb=self._on_message)
+        self._pulls = PullInbox(self.client, self.stream, info.name, self)
+        await self._pulls.open()
 
     async def close(self) -> None:
         """Unsubscribe and delete the consumer (the server would drop it later anyway)."""
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            await sub.unsubscribe()
+        if self._pulls is not None:
+            await self._pulls.close()
         if self._consumer:
             consumer, self._consumer = self._consumer, ""
             await self.client.jetstream().delete_consumer(self.stream, consumer)
@@ -117,38 +112,35 @@ class StreamReader:
         return request.items
 
     async def _request(self) -> None:
-        self.requests_made += 1
-        request = _Request(self.requests_made, self.batch_size)
+        assert self._pulls is not None, "open() first"  # noqa: S101 - a programming error
+        request = _Request(self._pulls.requests_made + 1, self.batch_size)
         self._requests.append(request)
         self._filling.append(request)
-        await self.client.publish(
-            f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self._consumer}",
-            orjson.dumps({"batch": self.batch_size, "no_wait": True}),
-            reply=self._inbox,
-        )
+        await self._pulls.request(self.batch_size)
 
-    async def _on_message(self, msg: Msg) -> None:
+    def delivered(self, msg: Msg, fields: AckFields) -> None:
+        """Take a delivery for the oldest request being answered (the server answers in order)."""
         if not self._filling:
             return
         request = self._filling[0]
-        if not msg.reply:
-            status = (msg.headers or {}).get(_STATUS, "")
-            if status in _END_OF_BATCH:
-                self._finish(request)
-            elif status != "100":  # 100: a heartbeat
-                self._fail(request, f"pull refused: {msg.headers}")
+        if fields.delivered != self._delivered + 1:
+            missing = f"event {fields.seq} came as delivery {fields.delivered}: some went missing"
+            self._fail(request, missing)
             return
-        tokens = msg.reply.split(".")
-        first = 5 if len(tokens) == _ACK_TOKENS_V1 else 7
-        seq, delivered = int(tokens[first]), int(tokens[first + 1])
-        if delivered != self._delivered + 1:
-            self._fail(request, f"event {seq} came as delivery {delivered}: some went missing")
-            return
-        self._delivered = delivered
-        self.pending = int(tokens[first + 3])
-        request.items.append(StreamEvent(seq, msg.subject, msg.headers, msg.data))
+        self._delivered = fields.delivered
+        self.pending = fields.pending
+        request.items.append(StreamEvent(fields.seq, msg.subject, msg.headers, msg.data))
         if len(request.items) >= request.want:
             self._finish(request)
+
+    def ended(self, number: int, refusal: str | None) -> None:
+        """The server has no more for request `number`, or refused it."""
+        if not self._filling or self._filling[0].number != number:
+            return  # already complete by count
+        if refusal is None:
+            self._finish(self._filling[0])
+        else:
+            self._fail(self._filling[0], refusal)
 
     def _finish(self, request: _Request) -> None:
         self._filling.popleft()

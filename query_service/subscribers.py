@@ -24,14 +24,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final, NoReturn
 
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from query_service.config import QuerySettings
+from query_service.consumer_reader import ConsumerReader, PullRefusedError
 from query_service.projector import (
     PIPELINE_CHUNK,
     GapCheck,
@@ -46,14 +46,10 @@ _KEEPALIVE_FRACTION: Final = 3
 """Messages under work get `in_progress` this many times per ack wait."""
 _HOLE_RETRY_DELAY: Final = 0.2
 """Seconds before an event that came after a hole is offered again."""
-_MORE_TIMEOUT: Final = 0.1
-"""Seconds to wait for a further piece of a batch: only asked for after a full piece, so it is
-there at once while catching up, and otherwise the batch ends without it."""
 
-_V1_ACK_TOKENS: Final = 9
-_V2_ACK_TOKENS: Final = 12
-
-FetchMore = Callable[[], Awaitable[Sequence[Msg]]]
+Delivery = tuple[Msg, int]
+"""A message of the consumer with its stream sequence."""
+FetchMore = Callable[[], Awaitable[Sequence[Delivery]]]
 """The next piece of the batch under way; empty once it is complete."""
 
 _log = logging.getLogger(__name__)
@@ -72,25 +68,53 @@ def consumer_config(settings: QuerySettings) -> ConsumerConfig:
     )
 
 
-async def subscribe(
-    js: JetStreamContext, settings: QuerySettings
-) -> JetStreamContext.PullSubscription:
-    """Create (or update) the stream and the durable consumer, and bind a pull subscription."""
-    await ensure_stream(js, settings)
-    await js.add_consumer(settings.stream, consumer_config(settings))
-    return await js.pull_subscribe_bind(durable=settings.projection_name, stream=settings.stream)
+class ConsumerSubscription(ConsumerReader):
+    """The projection's durable consumer, created (again) on demand, read by `ConsumerReader`."""
+
+    def __init__(self, js: JetStreamContext, settings: QuerySettings) -> None:
+        # nats-py has no public way from a JetStream context back to its connection.
+        client = js._nc  # noqa: SLF001
+        super().__init__(
+            client,
+            settings.stream,
+            settings.projection_name,
+            batch_size=settings.projector_batch_size,
+            expires=settings.projector_fetch_timeout,
+        )
+        self.js = js
+        self.settings = settings
+
+    async def ensure_consumer(self) -> None:
+        """Create (or update) the stream and the durable consumer."""
+        await ensure_stream(self.js, self.settings)
+        await self.js.add_consumer(self.settings.stream, consumer_config(self.settings))
+
+
+async def subscribe(js: JetStreamContext, settings: QuerySettings) -> ConsumerSubscription:
+    """Create (or update) the stream and the durable consumer, and subscribe to its answers."""
+    subscription = ConsumerSubscription(js, settings)
+    await subscription.ensure_consumer()
+    await subscription.open()
+    return subscription
 
 
 async def consume(
-    subscription: JetStreamContext.PullSubscription,
-    projector: Projector,
-    settings: QuerySettings,
+    subscription: ConsumerSubscription, projector: Projector, settings: QuerySettings
 ) -> NoReturn:
     """Fetch, apply, ack, for ever (cancel the task to stop)."""
+    refused = False
+
+    def before_sleep(state: object) -> None:
+        nonlocal refused
+        outcome = getattr(state, "outcome", None)
+        error = outcome.exception() if outcome is not None else None
+        refused = isinstance(error, PullRefusedError)
+        _log.warning("fetch failed: %r", error)
+
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type((NatsTimeoutError, ConnectionClosedError, OSError)),
+        retry=retry_if_exception_type((NatsError, OSError, PullRefusedError)),
         wait=wait_exponential_jitter(multiplier=0.1, max=settings.projector_retry_max_backoff),
-        before_sleep=lambda state: _log.warning("fetch failed: %r", state.outcome),
+        before_sleep=before_sleep,
     )
     keepalive = settings.projector_ack_wait / _KEEPALIVE_FRACTION
     piece = min(PIPELINE_CHUNK, settings.projector_batch_size)
@@ -98,7 +122,10 @@ async def consume(
         await projector.wait_until_leader(settings.projector_standby_poll)
         async for attempt in retrying:
             with attempt:
-                messages = await _fetch(subscription, piece, settings.projector_fetch_timeout)
+                if refused:  # the consumer may be gone (deleted, or lost by a new server)
+                    await subscription.ensure_consumer()
+                    refused = False
+                messages = await subscription.first_piece(piece)
         if messages:
             more = _pieces(subscription, piece, settings.projector_batch_size - len(messages))
             await handle_batch(
@@ -106,27 +133,18 @@ async def consume(
             )
 
 
-async def _fetch(
-    subscription: JetStreamContext.PullSubscription, count: int, wait: float
-) -> list[Msg]:
-    try:
-        return await subscription.fetch(count, timeout=wait)
-    except (TimeoutError, NatsTimeoutError):
-        return []  # an idle stream: ask again
-
-
-def _pieces(subscription: JetStreamContext.PullSubscription, piece: int, room: int) -> FetchMore:
+def _pieces(subscription: ConsumerReader, piece: int, room: int) -> FetchMore:
     """Further pieces of a batch, up to `room` messages, while each piece comes full."""
     full = True
 
-    async def more() -> Sequence[Msg]:
+    async def more() -> Sequence[Delivery]:
         nonlocal full, room
         if not full or room <= 0:
             return []
         count = min(piece, room)
         try:
-            messages = await _fetch(subscription, count, _MORE_TIMEOUT)
-        except (ConnectionClosedError, OSError) as exc:
+            messages = await subscription.piece(count)
+        except (NatsError, OSError, PullRefusedError) as exc:
             _log.warning("fetching more of a batch failed, applying it as it is: %r", exc)
             messages = []
         full, room = len(messages) == count, room - len(messages)
@@ -136,7 +154,10 @@ def _pieces(subscription: JetStreamContext.PullSubscription, piece: int, room: i
 
 
 async def handle_batch(
-    projector: Projector, messages: Sequence[Msg], keepalive: float, more: FetchMore | None = None
+    projector: Projector,
+    messages: Sequence[Delivery],
+    keepalive: float,
+    more: FetchMore | None = None,
 ) -> int | None:
     """Apply one fetched batch, keeping it alive meanwhile, then ack it; the new checkpoint.
 
@@ -157,43 +178,32 @@ async def handle_batch(
             )
     except NotLeaderError:
         _log.warning("another projector instance took over: handing the batch back")
-        for msg in messages:
-            with contextlib.suppress(ConnectionClosedError, OSError):
+        while more is not None and (rest := await more()):
+            messages.extend(rest)  # the whole batch, so none of it waits for its ack wait
+        for msg, _ in messages:
+            with contextlib.suppress(NatsError, OSError):
                 await msg.nak()
         return None
     await ack_batch(messages, checkpoint)
     return checkpoint
 
 
-def _stream_events(messages: Sequence[Msg]) -> list[StreamEvent]:
-    return [StreamEvent(_stream_seq(msg), msg.subject, msg.headers, msg.data) for msg in messages]
+def _stream_events(messages: Sequence[Delivery]) -> list[StreamEvent]:
+    return [StreamEvent(seq, msg.subject, msg.headers, msg.data) for msg, seq in messages]
 
 
-def _stream_seq(msg: Msg) -> int:
-    """The message's stream sequence, read from its ack subject without nats-py's full metadata."""
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>... (9 tokens), or with a domain and
-    # an account hash after ACK (12 or more); anything else is left to nats-py.
-    tokens = (msg.reply or "").split(".")
-    if tokens[:2] == ["$JS", "ACK"]:
-        if len(tokens) == _V1_ACK_TOKENS:
-            return int(tokens[5])
-        if len(tokens) >= _V2_ACK_TOKENS:
-            return int(tokens[Msg.Ack.StreamSeq])
-    return msg.metadata.sequence.stream
-
-
-async def ack_batch(messages: Sequence[Msg], checkpoint: int) -> None:
+async def ack_batch(messages: Sequence[Delivery], checkpoint: int) -> None:
     """Ack the messages the checkpoint covers; nak the rest, to come back a little later.
 
     A lost ack is harmless: the event comes again and is skipped as at or below the checkpoint.
     """
     try:
-        for msg in messages:
-            if _stream_seq(msg) <= checkpoint:
+        for msg, seq in messages:
+            if seq <= checkpoint:
                 await msg.ack()
             else:
                 await msg.nak(delay=_HOLE_RETRY_DELAY)
-    except (ConnectionClosedError, OSError) as exc:
+    except (NatsError, OSError) as exc:
         _log.warning("ack of a committed batch failed, it will be redelivered and skipped: %r", exc)
 
 
@@ -217,11 +227,11 @@ def gap_check(js: JetStreamContext, stream: str) -> GapCheck:
 
 
 @contextlib.asynccontextmanager
-async def _kept_alive(messages: Sequence[Msg], interval: float) -> AsyncIterator[None]:
+async def _kept_alive(messages: Sequence[Delivery], interval: float) -> AsyncIterator[None]:
     async def ping() -> None:
         while True:
             await asyncio.sleep(interval)
-            for msg in messages:
+            for msg, _ in messages:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
 

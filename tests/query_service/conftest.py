@@ -172,6 +172,14 @@ async def checkpoint(conn: asyncpg.Connection, name: str = "read_models") -> int
     )
 
 
+async def assert_exact(pg: asyncpg.Connection, total: int) -> None:
+    """Messages 1..`total` of one chat, each applied once, nothing parked, the checkpoint at it."""
+    assert await pg.fetchval("SELECT count(*) FROM messages") == total
+    assert await pg.fetchval("SELECT message_count FROM chats") == total
+    assert await pg.fetchval("SELECT count(*) FROM parked_events") == 0
+    assert await checkpoint(pg) == total
+
+
 async def wait_for_checkpoint(conn: asyncpg.Connection, seq: int, timeout: float = 20.0) -> None:
     """Wait until the checkpoint reaches `seq`."""
     deadline = asyncio.get_running_loop().time() + timeout

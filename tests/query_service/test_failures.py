@@ -19,6 +19,7 @@ from query_service.projector import NOTIFY_CHANNEL, NotLeaderError, Projector, S
 from shared.codec import encode_event
 from tests.conftest import database_url_for
 from tests.query_service.conftest import (
+    assert_exact,
     checkpoint,
     message_event,
     publish_many,
@@ -31,13 +32,6 @@ pytestmark = pytest.mark.asyncio
 
 class Crash(BaseException):
     """The process dies here: nothing after this line runs, nothing catches it."""
-
-
-async def assert_exact(pg: asyncpg.Connection, total: int) -> None:
-    assert await pg.fetchval("SELECT count(*) FROM messages") == total
-    assert await pg.fetchval("SELECT message_count FROM chats") == total
-    assert await pg.fetchval("SELECT count(*) FROM parked_events") == 0
-    assert await checkpoint(pg) == total
 
 
 class TestCrashes:

@@ -8,9 +8,9 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from query_service import subscribers
 from query_service.config import QuerySettings
 from query_service.projector import PIPELINE_CHUNK, Projector, StreamEvent
+from query_service.pull_inbox import ack_fields
 from shared.codec import HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_MSG_ID, encode_event
 from shared.subjects import event_subject
 from tests.query_service.conftest import (
@@ -198,6 +198,10 @@ class TestPoisonAndUnknownWithBatchesInPieces(TestPoisonAndUnknown):
         "$JS.ACK._.ACCHASH.CHAT_EVENTS.read_models.2.4242.17.1700000000000000000.3.tok.more",
     ],
 )
-async def test_stream_sequence_read_from_the_ack_subject_is_nats_pys(reply: str) -> None:
+async def test_ack_subject_fields_are_nats_pys(reply: str) -> None:
     msg = Msg(_client=None, subject="s", reply=reply)  # type: ignore[arg-type]
-    assert subscribers._stream_seq(msg) == msg.metadata.sequence.stream == 4242
+    fields = ack_fields(reply)
+    assert fields is not None
+    assert fields.seq == msg.metadata.sequence.stream == 4242
+    assert fields.delivered == msg.metadata.sequence.consumer == 17
+    assert fields.pending == msg.metadata.num_pending == 3
