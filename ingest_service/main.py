@@ -71,6 +71,8 @@ def create_app(settings: IngestSettings) -> WebhookEndpoint:
         title="chatlog ingest",
         summary="Telegram webhooks and the write API; every accepted write is in JetStream.",
         lifespan=lifespan,
+        # Its native OpenTelemetry looks up the global providers on every request; none is set.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
     app.include_router(router)

@@ -2,7 +2,9 @@
 
 The projector NOTIFYs `<projection>:<checkpoint>` in the transaction of every batch, so the
 notification arrives only once the batch is visible. A reader with `min_seq` waits here until the
-checkpoint reaches it; if the listening connection is down, the wait polls the database instead.
+checkpoint reaches it. While the listener is up, a notification is the only news it waits for
+(a read costs one statement, not two); a wait still polls the database every `poll_interval`, and
+at once while the listening connection is down.
 """
 
 import asyncio
@@ -37,6 +39,8 @@ class CheckpointWatcher:
         self.poll_interval = poll_interval
         self.seq = 0
         """The highest checkpoint seen so far (it never moves backwards)."""
+        self.listening = False
+        """True while notifications arrive: LISTEN is on, and the checkpoint was read after it."""
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,7 +70,7 @@ class CheckpointWatcher:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
-        if self.seq < min_seq:
+        if self.seq < min_seq and not self.listening:
             self.advance(await self._poll())
         while self.seq < min_seq:
             remaining = deadline - loop.time()
@@ -100,13 +104,20 @@ class CheckpointWatcher:
                 await asyncio.sleep(_RECONNECT_PAUSE)
                 continue
             closed = asyncio.Event()
-            conn.add_termination_listener(lambda _, closed=closed: closed.set())
+
+            def lost(_: object, closed: asyncio.Event = closed) -> None:
+                self.listening = False
+                closed.set()
+
+            conn.add_termination_listener(lost)
             try:
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 self.advance(await self.poll())
+                self.listening = not closed.is_set()
                 await closed.wait()
             except (OSError, asyncpg.PostgresError) as exc:
                 _log.warning("checkpoint listener lost: %r", exc)
             finally:
+                self.listening = False
                 conn.terminate()
             await asyncio.sleep(_RECONNECT_PAUSE)

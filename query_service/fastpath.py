@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import parse_qsl
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from query_service import api, history
@@ -39,16 +40,21 @@ Read = Callable[[api.QueryState], Awaitable[Answer]]
 
 
 class FastReads:
-    """GET of `/v1/bots/{bot}/chats/{chat}/messages` and `/v1/chats`; the rest goes to `app`."""
+    """GET of `/v1/bots/{bot}/chats/{chat}/messages` and `/v1/chats`; the rest goes to `app`.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The state (`api.QueryState`) is `owner.state.query`, or, without an owner, that of the
+    Starlette app that runs this as its middleware (`scope["app"]`).
+    """
+
+    def __init__(self, app: ASGIApp, owner: Starlette | None = None) -> None:
         self.app = app
+        self.owner = owner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a hot read this class can parse, or hand the request on."""
         parsed = _parse(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
         state: api.QueryState | None = (
-            getattr(scope["app"].state, "query", None) if parsed else None
+            getattr((self.owner or scope["app"]).state, "query", None) if parsed else None
         )
         if parsed is None or state is None or not _authorised(scope, state):
             await self.app(scope, receive, send)

@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 from query_service.config import QuerySettings
 from query_service.cursors import encode_cursor, message_cursor
 from query_service.fastpath import FastReads
-from query_service.main import create_app
+from query_service.main import QueryAPI, create_app
 from query_service.schemas import ChatPage, MessagePage
 from tests.query_service.conftest import BOT, CHAT, message_event, project_directly
 
@@ -65,8 +65,8 @@ SLOW: list[tuple[str, str, dict[str, str], dict[str, str]]] = [
 ]
 
 
-def _without_fast_path(app: FastAPI) -> FastAPI:
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not FastReads]
+def _without_fast_path(app: QueryAPI) -> QueryAPI:
+    app.fast_reads = None
     return app
 
 
@@ -147,3 +147,22 @@ async def test_the_fast_path_answers_alone_and_hands_on_the_rest(
             before = len(behind.paths)
             response = await http.request(method, path, params=params, headers=headers)
             assert behind.paths[before:] == [path], (method, path, params, response.status_code)
+
+
+async def test_the_app_as_served_answers_hot_reads_in_front_of_fastapi(
+    query_settings: QuerySettings, pg: asyncpg.Connection
+) -> None:
+    await project_directly(pg, [message_event(n) for n in range(1, 4)])
+    app = create_app(query_settings)
+    assert isinstance(app.fast_reads, FastReads)
+    behind = _Recorder(app.fast_reads.app)  # type: ignore[arg-type]
+    app.fast_reads.app = behind
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://q") as http,
+    ):
+        page = await http.get(f"/v1/bots/{BOT}/chats/{CHAT}/messages", headers=AUTH)
+        chats = await http.get("/v1/chats", headers=AUTH)
+        health = await http.get("/healthz")
+    assert (page.status_code, chats.status_code, health.status_code) == (200, 200, 200)
+    assert behind.paths == ["/healthz"]
