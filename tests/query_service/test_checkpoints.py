@@ -1,6 +1,8 @@
 """The checkpoint watcher on a real PostgreSQL: notifications while listening, else polls."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -37,6 +39,23 @@ async def commit_checkpoint(pg: asyncpg.Connection, seq: int, *, notify: bool = 
             await pg.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{NAME}:{seq}")
 
 
+@contextlib.asynccontextmanager
+async def started(
+    settings: QuerySettings, pg: asyncpg.Connection, poll: CountingPoll, interval: float
+) -> AsyncIterator[CheckpointWatcher]:
+    """A watcher of the checkpoint row (made at 0), once it listens; stopped after."""
+    await pg.execute(
+        "INSERT INTO projection_checkpoints (name, seq) VALUES ($1, 0) ON CONFLICT DO NOTHING", NAME
+    )
+    watcher = CheckpointWatcher(settings.asyncpg_dsn, NAME, poll, poll_interval=interval)
+    watcher.start()
+    try:
+        await listening(watcher)
+        yield watcher
+    finally:
+        await watcher.stop()
+
+
 async def listening(watcher: CheckpointWatcher) -> None:
     for _ in range(200):
         if watcher.listening:
@@ -48,14 +67,8 @@ async def listening(watcher: CheckpointWatcher) -> None:
 async def test_a_listening_watcher_waits_for_the_notification_without_polling(
     query_settings: QuerySettings, pg: asyncpg.Connection
 ) -> None:
-    await pg.execute(
-        "INSERT INTO projection_checkpoints (name, seq) VALUES ($1, 0) ON CONFLICT DO NOTHING", NAME
-    )
     poll = CountingPoll(pg)
-    watcher = CheckpointWatcher(query_settings.asyncpg_dsn, NAME, poll, poll_interval=30)
-    watcher.start()
-    try:
-        await listening(watcher)
+    async with started(query_settings, pg, poll, 30) as watcher:
         calls = poll.calls
         waiting = asyncio.create_task(watcher.wait_for(5, patience=10))
         await asyncio.sleep(0.1)
@@ -63,21 +76,13 @@ async def test_a_listening_watcher_waits_for_the_notification_without_polling(
         await commit_checkpoint(pg, 5)
         assert await asyncio.wait_for(waiting, 5) == 5
         assert poll.calls == calls  # the notification alone answered it
-    finally:
-        await watcher.stop()
 
 
 async def test_with_its_listener_killed_a_wait_polls_and_the_watcher_listens_again(
     query_settings: QuerySettings, pg: asyncpg.Connection
 ) -> None:
-    await pg.execute(
-        "INSERT INTO projection_checkpoints (name, seq) VALUES ($1, 0) ON CONFLICT DO NOTHING", NAME
-    )
     poll = CountingPoll(pg)
-    watcher = CheckpointWatcher(query_settings.asyncpg_dsn, NAME, poll, poll_interval=30)
-    watcher.start()
-    try:
-        await listening(watcher)
+    async with started(query_settings, pg, poll, 30) as watcher:
         killed = await pg.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -96,24 +101,14 @@ async def test_with_its_listener_killed_a_wait_polls_and_the_watcher_listens_aga
         waiting = asyncio.create_task(watcher.wait_for(9, patience=10))
         await commit_checkpoint(pg, 9)
         assert await asyncio.wait_for(waiting, 5) == 9
-    finally:
-        await watcher.stop()
 
 
 async def test_a_notification_that_never_comes_is_made_up_for_by_the_periodic_poll(
     query_settings: QuerySettings, pg: asyncpg.Connection
 ) -> None:
-    await pg.execute(
-        "INSERT INTO projection_checkpoints (name, seq) VALUES ($1, 0) ON CONFLICT DO NOTHING", NAME
-    )
     poll = CountingPoll(pg)
-    watcher = CheckpointWatcher(query_settings.asyncpg_dsn, NAME, poll, poll_interval=0.2)
-    watcher.start()
-    try:
-        await listening(watcher)
+    async with started(query_settings, pg, poll, 0.2) as watcher:
         waiting = asyncio.create_task(watcher.wait_for(3, patience=5))
         await commit_checkpoint(pg, 3, notify=False)
         assert await asyncio.wait_for(waiting, 5) == 3
         assert await watcher.wait_for(4, patience=0.5) == 3  # not there: the time runs out
-    finally:
-        await watcher.stop()
