@@ -59,6 +59,10 @@ class NotLeaderError(Exception):
     """Raised when another instance holds the projection's lock: this one must stand by."""
 
 
+class _PoisonedError(Exception):
+    """PostgreSQL refused an event's data in a batch applied without savepoints."""
+
+
 MoreEvents = Callable[[], Awaitable[Sequence["StreamEvent"]]]
 """The next piece of the batch being applied, fetched now; empty when the batch is complete."""
 
@@ -181,7 +185,11 @@ class Projector:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._apply_once(decoded, more)
+                try:
+                    return await self._apply_once(decoded, more)
+                except _PoisonedError:
+                    # Rolled back whole: again, with what was fetched, isolating the poison.
+                    return await self._apply_once(decoded, None, isolate=True)
         raise AssertionError  # pragma: no cover - tenacity without a stop never gets here
 
     async def _covered_top(self, checkpoint: int, seqs: list[int]) -> int:
@@ -206,7 +214,14 @@ class Projector:
             self._conn.terminate()  # its state is unknown: start afresh (and lock again)
             self._conn = None
 
-    async def _apply_once(self, decoded: "_Decoded", more: MoreEvents | None) -> int:
+    async def _apply_once(
+        self, decoded: "_Decoded", more: MoreEvents | None, *, isolate: bool = False
+    ) -> int:
+        """One transaction for the batch; `isolate`: each piece in a savepoint, bisecting poison.
+
+        Raises:
+            _PoisonedError: PostgreSQL refused an event's data (the transaction is rolled back).
+        """
         conn = await self._connection()
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", REPLAY_SWAP_KEY)
@@ -218,7 +233,14 @@ class Projector:
             if top == checkpoint:
                 return checkpoint  # already committed (a redelivery), or after a hole
 
-            to_park, top = await self._project_pipelined(conn, decoded, checkpoint, top, more)
+            to_park: list[Parked] = []
+            if isolate:
+                due_items = [item for item in decoded.batch if checkpoint < item.seq <= top]
+                to_park = await project_isolating(
+                    conn, decoded.pairs(due_items), self.park_attempts
+                )
+            else:
+                top = await self._project_pipelined(conn, decoded, checkpoint, top, more)
 
             def due(seq: int) -> bool:
                 return checkpoint < seq <= top
@@ -236,50 +258,49 @@ class Projector:
         checkpoint: int,
         top: int,
         more: MoreEvents | None,
-    ) -> tuple[list[Parked], int]:
+    ) -> int:
         """Apply the batch's events above `checkpoint` up to `top`, chunk by chunk, overlapped.
 
         While PostgreSQL writes a chunk, the next is fetched (`more`, once the batch's events so
-        far are all sent) and decoded. Fetching stops at the first hole. Returns the events parked
-        by PostgreSQL and the new top. The chunks run in one savepoint: if PostgreSQL refuses an
-        event's data, all roll back and `project_isolating` bisects them to park the poison alone.
+        far are all sent) and decoded. Fetching stops at the first hole. Returns the new top.
+        No savepoint (two round
+        trips a batch): if PostgreSQL refuses an event's data, `_PoisonedError` rolls the whole
+        transaction back, and `apply` runs it again with `isolate`, which bisects in savepoints
+        to park the poison alone.
         """
         sent = 0
+        pending: asyncio.Future[None] | None = None
         try:
-            async with conn.transaction():
-                pending: asyncio.Future[None] | None = None
-                try:
-                    while True:
-                        chunk = decoded.batch[sent : sent + PIPELINE_CHUNK]
-                        if not chunk:
-                            if more is None or top < decoded.last_seq:
-                                break
-                            piece = await more()  # while PostgreSQL writes the last chunk
-                            if not piece:
-                                break
-                            decoded.extend(piece)
-                            top = await self._covered_top(top, sorted(i.seq for i in piece))
-                            continue
-                        sent += len(chunk)
-                        due = [item for item in chunk if checkpoint < item.seq <= top]
-                        events = [event for _, event in decoded.pairs(due)]
-                        if pending is not None:
-                            await pending
-                            pending = None
-                        if events:
-                            pending = asyncio.ensure_future(project_events(conn, events))
-                            await asyncio.sleep(0)  # let it send its statement, then go on
-                    if pending is not None:
-                        await pending
-                finally:
-                    if pending is not None and not pending.done():
-                        pending.cancel()
-                        with contextlib.suppress(BaseException):
-                            await pending
-        except POISON_ERRORS:
-            due = [item for item in decoded.batch if checkpoint < item.seq <= top]
-            return await project_isolating(conn, decoded.pairs(due), self.park_attempts), top
-        return [], top
+            while True:
+                chunk = decoded.batch[sent : sent + PIPELINE_CHUNK]
+                if not chunk:
+                    if more is None or top < decoded.last_seq:
+                        break
+                    piece = await more()  # while PostgreSQL writes the last chunk
+                    if not piece:
+                        break
+                    decoded.extend(piece)
+                    top = await self._covered_top(top, sorted(i.seq for i in piece))
+                    continue
+                sent += len(chunk)
+                due = [item for item in chunk if checkpoint < item.seq <= top]
+                events = [event for _, event in decoded.pairs(due)]
+                if pending is not None:
+                    await pending
+                    pending = None
+                if events:
+                    pending = asyncio.ensure_future(project_events(conn, events))
+                    await asyncio.sleep(0)  # let it send its statement, then go on
+            if pending is not None:
+                await pending
+        except POISON_ERRORS as exc:
+            raise _PoisonedError from exc
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+        return top
 
 
 async def project_isolating(
@@ -380,15 +401,15 @@ async def advance_checkpoint(conn: asyncpg.Connection, name: str, top: int, unkn
 
     Runs inside the batch's transaction: the notification is delivered only on commit.
     """
-    new: int = await conn.fetchval(
+    new: int = await conn.fetchval(  # the NOTIFY in the same round trip
         "UPDATE projection_checkpoints SET seq = GREATEST(seq, $2),"
         " unknown_count = unknown_count + $3, updated_at = now()"
-        " WHERE name = $1 RETURNING seq",
+        " WHERE name = $1 RETURNING seq, pg_notify($4, name || ':' || seq)",
         name,
         top,
         unknown,
+        NOTIFY_CHANNEL,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{name}:{new}")
     return new
 
 
