@@ -4,11 +4,15 @@ The projector NOTIFYs `<projection>:<checkpoint>` in the transaction of every ba
 notification arrives only once the batch is visible. A reader with `min_seq` waits here until the
 checkpoint reaches it. While the listener is up, a notification is the only news it waits for
 (a read costs one statement, not two); a wait still polls the database every `poll_interval`, and
-at once while the listening connection is down.
+at once while the listening connection is down. Waiters sit in a heap by the sequence they wait
+for, and a new checkpoint wakes only those it satisfies: with hundreds of reads waiting under load,
+waking them all at every batch (an `asyncio.Event`) cost more than the reads themselves.
 """
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -20,6 +24,16 @@ from query_service.projector import NOTIFY_CHANNEL
 _RECONNECT_PAUSE: Final = 1.0
 
 _log = logging.getLogger(__name__)
+
+
+def _time_up(future: "asyncio.Future[bool]") -> None:
+    if not future.done():
+        future.set_result(False)
+
+
+def _reached(future: "asyncio.Future[bool]") -> bool:
+    """Whether a wait's future was resolved by the checkpoint (not by its timer, nor cancelled)."""
+    return future.done() and not future.cancelled() and future.result()
 
 
 class CheckpointWatcher:
@@ -41,7 +55,11 @@ class CheckpointWatcher:
         """The highest checkpoint seen so far (it never moves backwards)."""
         self.listening = False
         """True while notifications arrive: LISTEN is on, and the checkpoint was read after it."""
-        self._changed = asyncio.Event()
+        self._waiters: list[tuple[int, int, asyncio.Future[bool]]] = []
+        """(sequence waited for, arrival number, its future): a heap, lowest sequence first."""
+        self._arrivals = itertools.count()
+        self._ended = 0
+        """Waits that ended while their entries stayed in the heap (timed out, cancelled)."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -57,11 +75,17 @@ class CheckpointWatcher:
             self._task = None
 
     def advance(self, seq: int) -> None:
-        """Record a checkpoint and wake the waiters if it moved forward."""
-        if seq > self.seq:
-            self.seq = seq
-            changed, self._changed = self._changed, asyncio.Event()
-            changed.set()
+        """Record a checkpoint; if it moved forward, wake the waiters it satisfies."""
+        if seq <= self.seq:
+            return
+        self.seq = seq
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= seq:
+            future = heapq.heappop(waiters)[2]
+            if future.done():
+                self._ended -= 1
+            else:
+                future.set_result(True)
 
     async def wait_for(self, min_seq: int, patience: float) -> int:
         """Wait until the checkpoint is at least `min_seq`, at most `patience` seconds.
@@ -76,12 +100,26 @@ class CheckpointWatcher:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            changed = self._changed
+            future: asyncio.Future[bool] = loop.create_future()
+            heapq.heappush(self._waiters, (min_seq, next(self._arrivals), future))
+            timer = loop.call_later(min(remaining, self.poll_interval), _time_up, future)
             try:
-                await asyncio.wait_for(changed.wait(), min(remaining, self.poll_interval))
-            except TimeoutError:
+                reached = await future
+            finally:
+                timer.cancel()
+                if not _reached(future):
+                    self._ended += 1
+                    self._compact()
+            if not reached:
                 self.advance(await self._poll())
         return self.seq
+
+    def _compact(self) -> None:
+        """Drop ended waits from the heap once they are most of it (a wait may never be met)."""
+        if self._ended > len(self._waiters) // 2 + 64:
+            self._waiters = [w for w in self._waiters if not w[2].done()]
+            heapq.heapify(self._waiters)
+            self._ended = 0
 
     async def _poll(self) -> int:
         try:

@@ -112,3 +112,45 @@ async def test_a_notification_that_never_comes_is_made_up_for_by_the_periodic_po
         await commit_checkpoint(pg, 3, notify=False)
         assert await asyncio.wait_for(waiting, 5) == 3
         assert await watcher.wait_for(4, patience=0.5) == 3  # not there: the time runs out
+
+
+async def test_a_new_checkpoint_wakes_only_the_waits_it_satisfies() -> None:
+    async def poll() -> int:
+        return 0
+
+    watcher = CheckpointWatcher("unused", NAME, poll, poll_interval=30)
+    watcher.listening = True  # as if notified: no poll per wait
+    waits = {seq: asyncio.create_task(watcher.wait_for(seq, patience=10)) for seq in (3, 5, 5, 9)}
+    await asyncio.sleep(0.01)
+    watcher.advance(5)
+    await asyncio.sleep(0.01)
+    assert {seq: task.done() for seq, task in waits.items()} == {3: True, 5: True, 9: False}
+    assert len(watcher._waiters) == 1
+    watcher.advance(4)  # never backwards
+    assert watcher.seq == 5
+    watcher.advance(9)
+    assert await asyncio.wait_for(waits[9], 1) == 9
+
+
+async def test_waits_that_are_never_met_do_not_pile_up() -> None:
+    polls = 0
+
+    async def poll() -> int:
+        nonlocal polls
+        polls += 1
+        return 1
+
+    watcher = CheckpointWatcher("unused", NAME, poll, poll_interval=0.001)
+    watcher.listening = True
+    for _ in range(50):
+        waits = [watcher.wait_for(10**12, patience=0.01) for _ in range(20)]
+        assert await asyncio.gather(*waits) == [1] * 20
+    assert polls > 1000  # each wait polled at every interval
+    assert len(watcher._waiters) <= 2 * 64 + 40
+    cancelled = asyncio.create_task(watcher.wait_for(10**12, patience=10))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await cancelled
+    watcher.advance(10**12)
+    assert watcher._waiters == []
