@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from query_service import history
 from query_service.checkpoints import CheckpointWatcher
 from query_service.config import QuerySettings
+from query_service.db import FairPool
 from query_service.exceptions import NotYetError, UnauthorizedError, UnavailableError
 from query_service.history import SEQ_HEADER, Answer, at
 from query_service.schemas import ChatPage, ChatView, MessagePage, MessageView, ProjectionStatus
@@ -42,7 +43,7 @@ class QueryState:
     """What the lifespan made: one connection pool, one checkpoint watcher, one NATS connection."""
 
     settings: QuerySettings
-    pool: asyncpg.Pool
+    pool: FairPool
     watcher: CheckpointWatcher
     nats: NatsClient | None
 

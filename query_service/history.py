@@ -18,6 +18,7 @@ from query_service.cursors import (
     read_chat_cursor,
     read_message_cursor,
 )
+from query_service.db import FairPool
 from query_service.exceptions import BadCursorError, NotFoundError
 
 SEQ_HEADER: Final = "X-Chatlog-Seq"
@@ -73,7 +74,7 @@ def dumps(value: object) -> bytes:
 
 
 async def chat_page(
-    pool: asyncpg.Pool, name: str, limit: int, bot_id: str | None, cursor: str | None
+    pool: FairPool, name: str, limit: int, bot_id: str | None, cursor: str | None
 ) -> Answer:
     """A page of chats by last activity (`ChatPage`).
 
@@ -96,7 +97,7 @@ async def chat_page(
     )
 
 
-async def chat(pool: asyncpg.Pool, name: str, bot_id: str, chat_id: int) -> Answer:
+async def chat(pool: FairPool, name: str, bot_id: str, chat_id: int) -> Answer:
     """One chat's summary (`ChatView`).
 
     Raises:
@@ -109,7 +110,7 @@ async def chat(pool: asyncpg.Pool, name: str, bot_id: str, chat_id: int) -> Answ
 
 
 async def message_page(
-    pool: asyncpg.Pool,
+    pool: FairPool,
     name: str,
     bot_id: str,
     chat_id: int,
@@ -150,9 +151,7 @@ async def message_page(
     return Answer(page.checkpoint, dumps(body))
 
 
-async def message(
-    pool: asyncpg.Pool, name: str, bot_id: str, chat_id: int, message_id: int
-) -> Answer:
+async def message(pool: FairPool, name: str, bot_id: str, chat_id: int, message_id: int) -> Answer:
     """One message (`MessageView`).
 
     Raises:

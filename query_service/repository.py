@@ -15,6 +15,8 @@ from typing import Final
 
 import asyncpg
 
+from query_service.db import FairPool
+
 # What the API shows of a message: never `original` (a whole Telegram update, as jsonb, that
 # asyncpg would decode for every row) nor the projection's bookkeeping.
 MESSAGE_COLUMNS: Final = (
@@ -160,13 +162,13 @@ class Found:
     row: asyncpg.Record | None
 
 
-async def read_checkpoint(pool: asyncpg.Pool, name: str) -> int:
+async def read_checkpoint(pool: FairPool, name: str) -> int:
     """The projection's checkpoint (0 before its first batch)."""
     return int(await pool.fetchval(_CHECKPOINT, name) or 0)
 
 
 async def list_messages(
-    pool: asyncpg.Pool,
+    pool: FairPool,
     name: str,
     bot_id: str,
     chat_id: int,
@@ -205,7 +207,7 @@ async def list_messages(
 
 
 async def list_chats(
-    pool: asyncpg.Pool,
+    pool: FairPool,
     name: str,
     limit: int,
     bot_id: str | None,
@@ -227,7 +229,7 @@ async def list_chats(
     )
 
 
-async def get_chat(pool: asyncpg.Pool, name: str, bot_id: str, chat_id: int) -> Found:
+async def get_chat(pool: FairPool, name: str, bot_id: str, chat_id: int) -> Found:
     """One chat's row, or None."""
     record = await pool.fetchrow(_CHAT, name, bot_id, chat_id)
     assert record is not None  # noqa: S101 - the checkpoint's row always comes back
@@ -235,7 +237,7 @@ async def get_chat(pool: asyncpg.Pool, name: str, bot_id: str, chat_id: int) -> 
 
 
 async def get_message(
-    pool: asyncpg.Pool, name: str, bot_id: str, chat_id: int, message_id: int
+    pool: FairPool, name: str, bot_id: str, chat_id: int, message_id: int
 ) -> Found:
     """One message's row, or None."""
     record = await pool.fetchrow(_MESSAGE, name, bot_id, chat_id, message_id)
@@ -244,7 +246,7 @@ async def get_message(
     return Found(int(record["checkpoint"] or 0), record if found else None)
 
 
-async def projection_row(pool: asyncpg.Pool, name: str) -> tuple[int, int, datetime | None, int]:
+async def projection_row(pool: FairPool, name: str) -> tuple[int, int, datetime | None, int]:
     """(checkpoint, unknown count, when it moved, parked count) of a projection."""
     record = await pool.fetchrow(_PROJECTION, name)
     assert record is not None  # noqa: S101 - the checkpoint's row always comes back

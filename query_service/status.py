@@ -3,19 +3,19 @@
 import logging
 from datetime import UTC, datetime
 
-import asyncpg
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 
 from query_service import repository
+from query_service.db import FairPool
 from query_service.schemas import ProjectionStatus
 
 _log = logging.getLogger(__name__)
 
 
 async def projection_status(
-    pool: asyncpg.Pool, name: str, nats: NatsClient | None, stream: str
+    pool: FairPool, name: str, nats: NatsClient | None, stream: str
 ) -> ProjectionStatus:
     """Checkpoint, lag and counters; the stream's side is null when NATS cannot be reached."""
     checkpoint, unknown, updated_at, parked = await repository.projection_row(pool, name)
