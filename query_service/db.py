@@ -68,8 +68,19 @@ async def create_pool(dsn: str, *, size: int) -> FairPool:
     is down. Released connections are not reset: the API runs single statements outside any
     transaction and never changes a session's state, so asyncpg's reset query would only add a
     round trip to every read.
+
+    Its sessions use generic plans (`plan_cache_mode`): every read is a prepared keyset query
+    whose best plan is the same index walk whatever the parameters, but PostgreSQL's `auto` kept
+    planning each execution anew for the message pages (0.14 to 0.23 ms of planning for 0.14 to
+    0.18 ms of execution, measured at 1,000,000 messages; 170 to 230 us less per page generic).
     """
-    pool = await asyncpg.create_pool(dsn, min_size=0, max_size=size, reset=_keep)
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=size,
+        reset=_keep,
+        server_settings={"plan_cache_mode": "force_generic_plan"},
+    )
     return FairPool(pool, size)
 
 

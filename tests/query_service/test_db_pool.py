@@ -84,5 +84,6 @@ async def test_the_pool_reads_as_asyncpg_does(query_settings: QuerySettings) -> 
         assert [r[0] for r in await pool.fetch("SELECT generate_series(1, 3)")] == [1, 2, 3]
         await pool.expire_connections()
         assert await pool.fetchval("SELECT 1") == 1
+        assert await pool.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     finally:
         await pool.close()
