@@ -9,6 +9,7 @@ body that does not pass them goes through `decode_event`, which decides. A stric
 send a valid body to the slow path, never let an invalid one through.
 """
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -22,6 +23,8 @@ from shared.events import EventSource, MessageEdited, MessageReceived
 _TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 _BOT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # shared.config.BotId, anchored
 _SOURCES: Final = frozenset(source.value for source in EventSource)
+_LONG_DIGITS: Final = re.compile(rb"\d{19}")
+"""Where an integer may be beyond orjson's 64 bits (2**63 has 19 digits)."""
 _OPTIONAL_STR: Final = ("update_kind", "business_connection_id")
 
 
@@ -60,8 +63,16 @@ def projected(event: MessageReceived | MessageEdited) -> ProjectedEvent:
         sender.id if sender else None, sender.name if sender else None,
         sender.username if sender else None, sender.is_bot if sender else False,
         data.sent_at, data.edited_at, data.kind, data.text, data.reply_to_message_id,
-        None if original is None else orjson.dumps(original).decode(),
+        None if original is None else original_json(original),
     )  # fmt: skip
+
+
+def original_json(original: dict[str, Any]) -> str:
+    """The original object as JSON text, integers beyond 64 bits included (jsonb takes them)."""
+    try:
+        return orjson.dumps(original).decode()
+    except TypeError:  # orjson: "Integer exceeds 64-bit range"; the stdlib writes any int
+        return json.dumps(original, ensure_ascii=False, separators=(",", ":"))
 
 
 def decode_projected(body: bytes, headers: Mapping[str, str] | None = None) -> ProjectedEvent:
@@ -73,7 +84,13 @@ def decode_projected(body: bytes, headers: Mapping[str, str] | None = None) -> P
     """
     event_type = headers.get(HEADER_EVENT_TYPE) if headers else None
     version = headers.get(HEADER_EVENT_VERSION) if headers else None
-    if event_type in CURRENT_VERSIONS and version == str(CURRENT_VERSIONS[event_type]):
+    # orjson reads an integer beyond 64 bits as a float (lossy): a body with a run of 19 digits
+    # anywhere (text included) is left to the contract's decoder, which keeps it exact.
+    if (
+        event_type in CURRENT_VERSIONS
+        and version == str(CURRENT_VERSIONS[event_type])
+        and _LONG_DIGITS.search(body) is None
+    ):
         try:
             return _read_plain(orjson.loads(body), event_type, CURRENT_VERSIONS[event_type])
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -119,7 +136,7 @@ def _read_plain(raw: Any, event_type: str, version: int) -> ProjectedEvent:  # n
         _time(data["sent_at"]), None if edited_at is None else _time(edited_at),
         _str(data["kind"]), _str_or_none(data.get("text")),
         _int_or_none(data.get("reply_to_message_id")),
-        None if original is None else orjson.dumps(original).decode(),
+        None if original is None else orjson.dumps(original).decode(),  # no big ints here
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from query_service.projected import ProjectedEvent, decode_projected, projected
 from shared import codec
 from shared.codec import HEADER_EVENT_TYPE, HEADER_EVENT_VERSION
 from shared.errors import MalformedEventError, UnknownEventError
+from tests.query_service.conftest import message_event
 from tests.shared.test_events import all_fixture_events
 
 FIXTURES = all_fixture_events()
@@ -120,3 +121,17 @@ def test_an_upcast_event_goes_through_the_contract(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(codec.UPCASTERS, ("MessageReceived", 0), lambda old: {**old, "version": 1})
     headers = {HEADER_EVENT_TYPE: "MessageReceived", HEADER_EVENT_VERSION: "0"}
     assert decode_projected(orjson.dumps(raw), headers) == projected(event)
+
+
+@pytest.mark.parametrize("big", [2**70, -(2**70), 2**64, -(2**63) - 1, 10**40])
+def test_an_integer_beyond_64_bits_in_original_is_kept_exactly(big: int) -> None:
+    event = message_event(1)
+    event = event.model_copy(
+        update={"data": event.data.model_copy(update={"original": {"big": big, "n": [big]}})}
+    )
+    body, headers = codec.encode_event(event)
+    assert body.count(str(big).encode()) == 2  # the contract writes it exactly
+    got = decode_projected(body, headers)
+    assert got == projected(event) == contract(body, headers)
+    assert got.original is not None
+    assert json.loads(got.original) == {"big": big, "n": [big]}

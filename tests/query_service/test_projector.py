@@ -60,6 +60,23 @@ class TestProjection:
         assert row["text"] == photo.data.text
         assert row["original"] is not None
 
+    async def test_an_integer_beyond_64_bits_in_original_reaches_jsonb_exactly(
+        self,
+        js: JetStreamContext,
+        nats_client: NatsClient,
+        query_settings: QuerySettings,
+        pg: asyncpg.Connection,
+    ) -> None:
+        event = message_event(1)
+        original = {"big": 2**70, "after": "x"}
+        event = event.model_copy(
+            update={"data": event.data.model_copy(update={"original": original})}
+        )
+        async with running_projector(nats_client, query_settings):
+            await wait_for_checkpoint(pg, (await publish(js, query_settings, event)).seq)
+        assert await pg.fetchval("SELECT (original->>'big')::numeric FROM messages") == 2**70
+        assert await pg.fetchval("SELECT count(*) FROM parked_events") == 0
+
     async def test_edit_before_its_message_is_merged(
         self,
         js: JetStreamContext,
