@@ -136,7 +136,7 @@ def _read_plain(raw: Any, event_type: str, version: int) -> ProjectedEvent:  # n
         _time(data["sent_at"]), None if edited_at is None else _time(edited_at),
         _str(data["kind"]), _str_or_none(data.get("text")),
         _int_or_none(data.get("reply_to_message_id")),
-        None if original is None else orjson.dumps(original).decode(),  # no big ints here
+        None if original is None else original_json(original),
     )  # fmt: skip
 
 

@@ -233,17 +233,17 @@ class Projector:
             if top == checkpoint:
                 return checkpoint  # already committed (a redelivery), or after a hole
 
+            def due(seq: int) -> bool:
+                return checkpoint < seq <= top  # `top` as it is when asked
+
             to_park: list[Parked] = []
             if isolate:
-                due_items = [item for item in decoded.batch if checkpoint < item.seq <= top]
+                due_items = [item for item in decoded.batch if due(item.seq)]
                 to_park = await project_isolating(
                     conn, decoded.pairs(due_items), self.park_attempts
                 )
             else:
                 top = await self._project_pipelined(conn, decoded, checkpoint, top, more)
-
-            def due(seq: int) -> bool:
-                return checkpoint < seq <= top
 
             to_park += [p for p in decoded.parked if due(p.item.seq)]
             if to_park:
@@ -263,10 +263,9 @@ class Projector:
 
         While PostgreSQL writes a chunk, the next is fetched (`more`, once the batch's events so
         far are all sent) and decoded. Fetching stops at the first hole. Returns the new top.
-        No savepoint (two round
-        trips a batch): if PostgreSQL refuses an event's data, `_PoisonedError` rolls the whole
-        transaction back, and `apply` runs it again with `isolate`, which bisects in savepoints
-        to park the poison alone.
+        No savepoint (two round trips a batch): if PostgreSQL refuses an event's data,
+        `_PoisonedError` rolls the whole transaction back, and `apply` runs it again with
+        `isolate`, which bisects in savepoints to park the poison alone.
         """
         sent = 0
         pending: asyncio.Future[None] | None = None
